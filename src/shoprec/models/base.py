@@ -1,0 +1,301 @@
+"""The one interface every shoprec model implements.
+
+A model is built from hyperparameters only (the constructor stores them and does nothing else),
+learns its state in `fit`, and scores items for histories of item indices. Everything else
+(recommend for a user id, recommend for a raw history, score given items, save, load) is
+provided here once, so that a new model writes three methods: `_fit`, `_score_histories`, and
+`_get_state`/`_set_state` for persistence.
+
+Saved models are a single `.npz` file of plain arrays plus a JSON header (format version, model
+name, parameters); it is read with `allow_pickle=False`, so loading an untrusted file cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from shoprec.data.dataset import Dataset
+from shoprec.data.vocab import Vocabulary
+from shoprec.errors import (
+    ConfigError,
+    EmptyDataError,
+    ModelFormatError,
+    NotFittedError,
+    UnknownIdError,
+    check_int,
+)
+
+FORMAT_VERSION = 1
+MAX_K = 10_000
+
+
+class Recommender(ABC):
+    """Fit on a Dataset; score and recommend items for known users or raw histories.
+
+    Subclasses set `name`, store hyperparameters in `__init__`, and implement `_fit`,
+    `_score_histories` and (if they have learned arrays) `_get_state` / `_set_state`.
+    Models whose state is per-user (for example matrix factorisation) may also override
+    `_score_known_users` to use it.
+    """
+
+    name: ClassVar[str] = "base"
+    #: True when the model reads order and event types of histories (sequence models).
+    sequential: ClassVar[bool] = False
+
+    # ---- fitted state shared by every model ------------------------------------------------
+    users_: Vocabulary
+    items_: Vocabulary
+    seen_: sp.csr_matrix  # user x item, 1 where the user interacted in training
+
+    # ---- what subclasses implement ---------------------------------------------------------
+    @abstractmethod
+    def _fit(self, train: Dataset) -> None:
+        """Learn the model's state from `train` (vocabularies are already set)."""
+
+    @abstractmethod
+    def _score_histories(
+        self, histories: list[np.ndarray], events: list[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Scores of shape (len(histories), n_items) for histories of item indices in time order.
+
+        `events` holds the matching event codes when known. Higher is better; the caller masks
+        already-seen items, so a model need not.
+        """
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (plain numeric or str arrays, no objects)."""
+        return {}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `_get_state` returned."""
+
+    def _score_known_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores for known users from fitted state; defaults to their training histories."""
+        histories = [self._train_histories[u] for u in users]
+        events = [self._train_events[u] for u in users]
+        return self._score_histories(histories, events)
+
+    # ---- parameters ------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given to the constructor (scikit-learn style)."""
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def fit(self, train: Dataset) -> Recommender:
+        """Learn from a training dataset and return self."""
+        if not isinstance(train, Dataset):
+            raise ConfigError(f"fit expects a shoprec Dataset. Got {type(train).__name__} instead.")
+        if len(train) == 0:
+            raise EmptyDataError(f"Cannot fit {self.name} on an empty dataset ({train.name}).")
+        self.users_ = train.users
+        self.items_ = train.items
+        self.seen_ = train.matrix(binary=True)
+        self._remember_histories(train)
+        self._fit(train)
+        self._fitted = True
+        return self
+
+    def _remember_histories(self, data: Dataset) -> None:
+        self._train_histories = data.sequences()
+        self._train_events = np.split(data.event, data.indptr[1:-1])
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "_fitted", False):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(train) or load(path) first."
+            )
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        return len(self.items_)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score_users(self, users: np.ndarray, history: Dataset | None = None) -> np.ndarray:
+        """Scores (len(users), n_items) for known users given by dense index.
+
+        history: an up-to-date log with the same vocabularies (for example train + validation);
+        when given, every model conditions on it instead of the training log.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if users.size and (users.min() < 0 or users.max() >= len(self.users_)):
+            raise UnknownIdError(f"User indices must be in [0, {len(self.users_)}).")
+        if history is None:
+            return self._score_known_users(users)
+        if history.items != self.items_:
+            raise ConfigError("The history dataset must use the model's item vocabulary.")
+        ptr = history.indptr
+        histories = [history.item_idx[ptr[u] : ptr[u + 1]] for u in users]
+        events = [history.event[ptr[u] : ptr[u + 1]] for u in users]
+        return self._score_histories(histories, events)
+
+    def score_history(self, items: list[str] | np.ndarray, events: list[str] | None = None) -> np.ndarray:
+        """Scores over all items for one raw history of external item ids (unknown ids ignored)."""
+        self._check_fitted()
+        idx = self.items_.index(np.asarray(items, dtype=str), missing="-1")
+        keep = idx >= 0
+        codes = None
+        if events is not None:
+            from shoprec.data.schema import event_codes
+
+            if len(events) != len(idx):
+                raise ConfigError("events must have one entry per history item.")
+            codes = [event_codes(np.asarray(events))[keep]]
+        return self._score_histories([idx[keep]], codes)[0]
+
+    # ---- recommending ----------------------------------------------------------------------
+    def recommend(
+        self, user: str, k: int = 10, exclude_seen: bool = True
+    ) -> list[tuple[str, float]]:
+        """Top-k (item id, score) for a known user id, best first."""
+        self._check_fitted()
+        k = check_int("k", k, 1, MAX_K, "recommend")
+        u = self.users_.index([user])[0]
+        scores = self._score_known_users(np.array([u]))[0]
+        seen = self.seen_.indices[self.seen_.indptr[u] : self.seen_.indptr[u + 1]] if exclude_seen else None
+        return self._top(scores, k, seen)
+
+    def recommend_history(
+        self,
+        items: list[str],
+        k: int = 10,
+        events: list[str] | None = None,
+        exclude_seen: bool = True,
+    ) -> list[tuple[str, float]]:
+        """Top-k (item id, score) for a raw history of item ids (an anonymous session, say)."""
+        self._check_fitted()
+        k = check_int("k", k, 1, MAX_K, "recommend_history")
+        scores = self.score_history(items, events)
+        seen = self.items_.index(np.asarray(items, dtype=str), missing="drop") if exclude_seen else None
+        return self._top(scores, k, seen)
+
+    def score_items(self, user: str, items: list[str]) -> np.ndarray:
+        """Scores of the given item ids for a known user."""
+        self._check_fitted()
+        u = self.users_.index([user])[0]
+        return self._score_known_users(np.array([u]))[0][self.items_.index(items)]
+
+    def _top(self, scores: np.ndarray, k: int, seen: np.ndarray | None) -> list[tuple[str, float]]:
+        scores = np.asarray(scores, dtype=np.float64).copy()
+        if seen is not None and len(seen):
+            scores[seen] = -np.inf
+        k = min(k, int(np.isfinite(scores).sum()))
+        if k == 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]  # score desc, index asc on ties
+        ids = self.items_.id_of(top)
+        return [(str(i), float(s)) for i, s in zip(ids, scores[top])]
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to one `.npz` file (safe to load: no pickle)."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        meta = {
+            "format": "shoprec-model",
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": _jsonable(self.get_params()),
+        }
+        arrays: dict[str, np.ndarray] = {
+            "__meta__": np.array(json.dumps(meta)),
+            "__users__": self.users_.ids,
+            "__items__": self.items_.ids,
+            "__seen_indptr__": self.seen_.indptr,
+            "__seen_indices__": self.seen_.indices,
+        }
+        for key, value in self._get_state().items():
+            arr = np.asarray(value)
+            if arr.dtype == object:
+                raise ModelFormatError(f"State {key!r} of {self.name} is an object array; not saveable.")
+            arrays[f"m/{key}"] = arr
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:  # write then rename: a crash never leaves half a model
+            np.savez(fh, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by `save`. On the base class, returns the right subclass."""
+        from shoprec.models.registry import model_class
+
+        path = Path(path)
+        if not path.exists():
+            raise ModelFormatError(f"{path}: no such model file.")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(str(arrays.pop("__meta__")))
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelFormatError(f"{path}: not a shoprec model file ({exc}).") from exc
+        if meta.get("format") != "shoprec-model":
+            raise ModelFormatError(f"{path}: not a shoprec model file.")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{path}: model format version {meta.get('format_version')} is not supported "
+                f"(this shoprec reads version {FORMAT_VERSION})."
+            )
+        klass = model_class(meta["model"])
+        if cls is not Recommender and not issubclass(klass, cls):
+            raise ModelFormatError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}.")
+        model = klass(**meta["params"])
+        model.users_ = Vocabulary(arrays.pop("__users__"), "user")
+        model.items_ = Vocabulary(arrays.pop("__items__"), "item")
+        indptr, indices = arrays.pop("__seen_indptr__"), arrays.pop("__seen_indices__")
+        model.seen_ = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr),
+            shape=(len(model.users_), len(model.items_)),
+        )
+        # Training histories are kept only as the seen set after loading; their order is lost,
+        # so sequence models store their own history arrays in their state.
+        model._train_histories = np.split(model.seen_.indices.astype(np.int64), model.seen_.indptr[1:-1])
+        model._train_events = [np.full(len(h), 3, np.int8) for h in model._train_histories]
+        model._set_state({k[2:]: v for k, v in arrays.items() if k.startswith("m/")})
+        model._fitted = True
+        return model
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (np.floating,)):
+            v = float(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    json.dumps(out)  # raises early if a parameter cannot be stored
+    return out
+
+
+def histories_to_csr(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Binary csr matrix with one row per history (repeated items count once)."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate(histories).astype(np.int64) if len(histories) and lengths.sum() else np.empty(0, np.int64)
+    m = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(histories), n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
