@@ -56,8 +56,12 @@ class Recommender(ABC):
 
     # ---- what subclasses implement ---------------------------------------------------------
     @abstractmethod
-    def _fit(self, train: Dataset) -> None:
-        """Learn the model's state from `train` (vocabularies are already set)."""
+    def _fit(self, train: Dataset, valid: sp.csr_matrix | None = None) -> None:
+        """Learn the model's state from `train` (vocabularies are already set).
+
+        valid: optional held-out targets (user x item indicators, same vocabularies) that models
+        with early stopping score against, predicting from the `train` histories.
+        """
 
     @abstractmethod
     def _score_histories(
@@ -95,8 +99,12 @@ class Recommender(ABC):
         return f"{type(self).__name__}({args})"
 
     # ---- fitting ---------------------------------------------------------------------------
-    def fit(self, train: Dataset) -> Recommender:
-        """Learn from a training dataset and return self."""
+    def fit(self, train: Dataset, valid: sp.csr_matrix | None = None) -> Recommender:
+        """Learn from a training dataset and return self.
+
+        valid: optional validation targets (for example `Split.valid`) for early stopping; models
+        without early stopping ignore it.
+        """
         if not isinstance(train, Dataset):
             raise ConfigError(f"fit expects a shoprec Dataset. Got {type(train).__name__} instead.")
         if len(train) == 0:
@@ -105,7 +113,11 @@ class Recommender(ABC):
         self.items_ = train.items
         self.seen_ = train.matrix(binary=True)
         self._remember_histories(train)
-        self._fit(train)
+        if valid is not None and valid.shape != (train.n_users, train.n_items):
+            raise ConfigError(
+                f"valid must be a {train.n_users} x {train.n_items} matrix. Got {valid.shape} instead."
+            )
+        self._fit(train, valid)
         self._fitted = True
         return self
 

@@ -14,7 +14,7 @@ class Popularity(Recommender):
 
     name = "pop"
 
-    def _fit(self, train: Dataset) -> None:
+    def _fit(self, train: Dataset, valid=None) -> None:
         self.item_scores_ = train.item_popularity().astype(np.float32)
 
     def _score_histories(self, histories, events=None) -> np.ndarray:
@@ -42,7 +42,7 @@ class RecentPopularity(Popularity):
     def __init__(self, window_days: int = 30) -> None:
         self.window_days = window_days
 
-    def _fit(self, train: Dataset) -> None:
+    def _fit(self, train: Dataset, valid=None) -> None:
         days = check_int("window_days", self.window_days, 1, 100_000, "RecentPopularity")
         start = train.timestamp.max() - days * 86_400
         recent = train.timestamp >= start
@@ -60,7 +60,7 @@ class RandomRecommender(Recommender):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def _fit(self, train: Dataset) -> None:
+    def _fit(self, train: Dataset, valid=None) -> None:
         self._rng = np.random.default_rng(self.seed)
 
     def _set_state(self, state):
