@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from shoprec.data.schema import EVENT_TYPES, Catalogue, EventWeights, Interactions
@@ -43,18 +44,28 @@ class Dataset:
         if len(log) == 0:
             raise EmptyDataError(f"{log.name}: the interaction log is empty.")
         frame = log.frame
-        users = users or Vocabulary.from_values(frame["user"].to_numpy(), "user")
+        # factorize assigns codes in order of first appearance in one pass; far faster than
+        # building the vocabulary and then looking every id up again.
+        if users is None:
+            user_codes, user_ids = pd.factorize(frame["user"], sort=False)
+            users = Vocabulary(np.asarray(user_ids, dtype=str), "user")
+        else:
+            user_codes = users.index(frame["user"].to_numpy())
         if items is None:
-            # Catalogue items with no events still belong to the item space (new products).
-            ids = frame["item"].to_numpy()
+            ids = frame["item"]
             if catalogue is not None:
-                ids = np.concatenate([ids, catalogue.frame["item"].to_numpy()])
-            items = Vocabulary.from_values(ids, "item")
+                # Catalogue items with no events still belong to the item space (new products).
+                ids = pd.concat([ids, catalogue.frame["item"]], ignore_index=True)
+            item_codes, item_ids = pd.factorize(ids, sort=False)
+            item_codes = item_codes[: len(frame)]
+            items = Vocabulary(np.asarray(item_ids, dtype=str), "item")
+        else:
+            item_codes = items.index(frame["item"].to_numpy())
         return cls.from_arrays(
             users,
             items,
-            users.index(frame["user"].to_numpy()),
-            items.index(frame["item"].to_numpy()),
+            user_codes,
+            item_codes,
             frame["event"].cat.codes.to_numpy().astype(np.int8),
             frame["timestamp"].to_numpy().astype(np.int64),
             frame["value"].to_numpy().astype(np.float64),

@@ -78,12 +78,12 @@ class EventWeights:
 
 def event_codes(events: pd.Series | np.ndarray) -> np.ndarray:
     """Codes (positions in EVENT_TYPES) of an array of event names; raises on unknown names."""
-    cat = pd.Categorical(events, categories=EVENT_TYPES)
-    codes = np.asarray(cat.codes, dtype=np.int8)
-    if (codes < 0).any():
-        bad = sorted(set(pd.Series(events)[codes < 0].astype(str)))[:5]
+    # Check before building the Categorical: pandas deprecates (and 4.0 rejects) unknown values.
+    unknown = ~pd.Series(events).isin(EVENT_TYPES).to_numpy()
+    if unknown.any():
+        bad = sorted(set(pd.Series(events)[unknown].astype(str)))[:5]
         raise DataError(f"Unknown event types {bad}; allowed are {list(EVENT_TYPES)}.")
-    return codes
+    return np.asarray(pd.Categorical(events, categories=EVENT_TYPES).codes, dtype=np.int8)
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class Interactions:
                 f"{name}: the interaction log lacks the columns {missing}; "
                 f"expected {list(INTERACTION_COLUMNS)}."
             )
+        # Check before building the Categorical: pandas deprecates (and 4.0 rejects) unknown values.
+        unknown = ~frame["event"].isin(EVENT_TYPES).to_numpy()
+        if unknown.any():
+            bad = sorted(set(frame["event"][unknown].astype(str)))[:5]
+            raise DataError(f"{name}: unknown event types {bad}; allowed are {list(EVENT_TYPES)}.")
         out = pd.DataFrame(
             {
                 "user": frame["user"].astype(str).to_numpy(),
@@ -115,9 +120,6 @@ class Interactions:
                 ),
             }
         )
-        if out["event"].isna().any():
-            bad = sorted(set(frame.loc[out["event"].isna().to_numpy(), "event"].astype(str)))[:5]
-            raise DataError(f"{name}: unknown event types {bad}; allowed are {list(EVENT_TYPES)}.")
         return cls(out.reset_index(drop=True), name)
 
     def __len__(self) -> int:

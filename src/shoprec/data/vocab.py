@@ -50,7 +50,7 @@ class Vocabulary:
         unknown = codes < 0
         if unknown.any():
             if missing == "error":
-                bad = list(arr[unknown][:5].astype(str))
+                bad = [str(x) for x in arr[unknown][:5]]
                 raise UnknownIdError(f"Unknown {self.name} ids {bad} ({int(unknown.sum())} in all).")
             if missing == "drop":
                 codes = codes[~unknown]
