@@ -256,34 +256,43 @@ class Recommender(ABC):
         if not path.exists():
             raise ModelFormatError(f"{path}: no such model file.")
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            # Open the file here: np.load leaks its own handle when a zip turns out truncated.
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
             meta = json.loads(str(arrays.pop("__meta__")))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        except Exception as exc:  # truncated zips, .npy files, pickles: whatever fails to parse
             raise ModelFormatError(f"{path}: not a shoprec model file ({exc}).") from exc
-        if meta.get("format") != "shoprec-model":
+        if not isinstance(meta, dict) or meta.get("format") != "shoprec-model":
             raise ModelFormatError(f"{path}: not a shoprec model file.")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelFormatError(
                 f"{path}: model format version {meta.get('format_version')} is not supported "
                 f"(this shoprec reads version {FORMAT_VERSION})."
             )
-        klass = model_class(meta["model"])
+        try:
+            klass = model_class(meta.get("model"))
+        except ConfigError as exc:
+            raise ModelFormatError(f"{path}: holds a model this shoprec does not know ({exc})") from exc
         if cls is not Recommender and not issubclass(klass, cls):
             raise ModelFormatError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}.")
-        model = klass(**meta["params"])
-        model.users_ = Vocabulary(arrays.pop("__users__"), "user")
-        model.items_ = Vocabulary(arrays.pop("__items__"), "item")
-        indptr, indices = arrays.pop("__seen_indptr__"), arrays.pop("__seen_indices__")
-        model.seen_ = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, indptr),
-            shape=(len(model.users_), len(model.items_)),
-        )
-        # Training histories are kept only as the seen set after loading; their order is lost,
-        # so sequence models store their own history arrays in their state.
-        model._train_histories = np.split(model.seen_.indices.astype(np.int64), model.seen_.indptr[1:-1])
-        model._train_events = [np.full(len(h), 3, np.int8) for h in model._train_histories]
-        model._set_state({k[2:]: v for k, v in arrays.items() if k.startswith("m/")})
+        try:
+            model = klass(**meta["params"])
+            model.users_ = Vocabulary(arrays.pop("__users__"), "user")
+            model.items_ = Vocabulary(arrays.pop("__items__"), "item")
+            indptr, indices = arrays.pop("__seen_indptr__"), arrays.pop("__seen_indices__")
+            model.seen_ = sp.csr_matrix(
+                (np.ones(len(indices), np.float32), indices, indptr),
+                shape=(len(model.users_), len(model.items_)),
+            )
+            # Training histories are kept only as the seen set after loading; their order is lost,
+            # so sequence models store their own history arrays in their state.
+            model._train_histories = np.split(model.seen_.indices.astype(np.int64), model.seen_.indptr[1:-1])
+            model._train_events = [np.full(len(h), 3, np.int8) for h in model._train_histories]
+            model._set_state({k[2:]: v for k, v in arrays.items() if k.startswith("m/")})
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelFormatError(
+                f"{path}: the {meta.get('model')!r} model file is incomplete or damaged ({exc!r})."
+            ) from exc
         model._fitted = True
         return model
 

@@ -11,6 +11,11 @@ _MODELS: dict[str, str] = {
     "pop": "shoprec.models.popularity:Popularity",
     "recent-pop": "shoprec.models.popularity:RecentPopularity",
     "random": "shoprec.models.popularity:RandomRecommender",
+    "item-knn": "shoprec.models.knn:ItemKNN",
+    "user-knn": "shoprec.models.knn:UserKNN",
+    "ease": "shoprec.models.ease:EASE",
+    "als": "shoprec.models.mf:ALS",
+    "bpr": "shoprec.models.mf:BPR",
 }
 
 

@@ -1,0 +1,91 @@
+"""The `shoprec` command line, end to end on a tiny CSV log."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from shoprec.cli import main
+
+
+@pytest.fixture
+def tiny_csv(tmp_path, synthetic_shop):
+    """The synthetic shop written as a generic CSV with the shop's own column names."""
+    d = synthetic_shop
+    frame = pd.DataFrame(
+        {
+            "customer": d.users.id_of(d.user_idx),
+            "sku": d.items.id_of(d.item_idx),
+            "ts": d.timestamp,
+        }
+    )
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_writes_json_and_export(tmp_path, tiny_csv, capsys):
+    out_json, out_export = tmp_path / "r.json", tmp_path / "top.tsv"
+    code = main([
+        "evaluate", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+        "--model", "item-knn", "--k", "10", "--json", str(out_json), "--export", str(out_export), "--quiet",
+    ])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["model"] == "item-knn" and report["protocol"] == "loo" and report["sampled"] is False
+    assert set(report) >= {"model", "data", "protocol", "sampled", "metrics", "fit_seconds", "eval_seconds", "n_users", "n_items"}
+    assert 0.0 <= report["metrics"]["NDCG@10"] <= report["metrics"]["HR@10"] <= 1.0
+    lines = out_export.read_text().splitlines()
+    assert len(lines) == report["n_users_evaluated"]
+    user, items = lines[0].split("\t")
+    assert user.startswith("u") and len(items.split(" ")) == 10
+    assert "NDCG@10" in capsys.readouterr().out
+
+
+def test_sampled_protocol_is_labelled_as_sampled(tmp_path, tiny_csv, capsys):
+    out_json = tmp_path / "r.json"
+    code = main([
+        "evaluate", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+        "--model", "pop", "--sampled", "20", "--json", str(out_json), "--quiet",
+    ])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["sampled"] is True
+    assert "SAMPLED" in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_clear_error(tiny_csv, capsys):
+    code = main(["evaluate", "--data", str(tiny_csv), "--format", "csv", "--mapping",
+                 "user=customer,item=sku,timestamp=ts", "--model", "nope", "--quiet"])
+    assert code == 2
+    assert "Unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    code = main(["data", "report", "--data", str(tmp_path / "absent.csv"), "--format", "csv"])
+    assert code == 2
+    assert "absent.csv" in capsys.readouterr().err
+
+
+def test_train_then_recommend_from_saved_model(tmp_path, tiny_csv, capsys):
+    code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "pop", "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    path = capsys.readouterr().out.strip()
+    assert main(["recommend", "--model-path", path, "--user", "u1", "--k", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert main(["recommend", "--model-path", path, "--history", "i1,i2,unknown", "--k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_data_report_counts_dropped_rows(tmp_path, capsys):
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "user,item,timestamp\nu1,i1,1700000000\nu1,i1,1700000000\nu2,,1700000100\nu2,i2,1700000200\n"
+    )
+    assert main(["data", "report", "--data", str(path), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "rows read 4, kept 2" in out
+    assert "duplicate" in out and "missing_item" in out
