@@ -11,11 +11,17 @@ _MODELS: dict[str, str] = {
     "pop": "shoprec.models.popularity:Popularity",
     "recent-pop": "shoprec.models.popularity:RecentPopularity",
     "random": "shoprec.models.popularity:RandomRecommender",
+    "text": "shoprec.models.content:TextContentRecommender",
     "item-knn": "shoprec.models.knn:ItemKNN",
     "user-knn": "shoprec.models.knn:UserKNN",
     "ease": "shoprec.models.ease:EASE",
     "als": "shoprec.models.mf:ALS",
     "bpr": "shoprec.models.mf:BPR",
+    # Privacy (shoprec.privacy): user-level DP models, DP popularity, SISA shards for erasure.
+    "dp-mf": "shoprec.privacy.dpmf:DPMF",
+    "dp-transformer": "shoprec.privacy.dptransformer:DPTransformer",
+    "dp-pop": "shoprec.privacy.dp_counts:DPPopularity",
+    "sisa": "shoprec.privacy.sharded:ShardedRecommender",
 }
 
 
