@@ -247,10 +247,11 @@ def evaluate_scores(
         if item_embeddings is not None:
             ild_by = "embedding"
         elif catalogue is not None:
-            categories = pd.factorize(
-                np.asarray(catalogue.lookup(history.items.ids, "category"), dtype=object)
-            )[0]
-            ild_by = "category"
+            labels = np.asarray(catalogue.lookup(history.items.ids, "category"), dtype=object)
+            # A catalogue without categories (titles only) says nothing about diversity.
+            if (labels != "").any():
+                categories = pd.factorize(labels)[0]
+                ild_by = "category"
         metrics.update(
             M.beyond_accuracy(
                 topk, ks, n_items, popularity, n_train_users, categories, item_embeddings
