@@ -16,8 +16,10 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
+# The leaderboard on the bundled shop, then the service and its web page on 127.0.0.1:8000.
 demo: venv
 	$(BIN)/shoprec demo
+	$(BIN)/shoprec serve --demo
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -299,9 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = data_sub.add_parser("formats", help="list the reader formats")
     f.set_defaults(func=lambda a: print("\n".join(__import__("shoprec.data.readers", fromlist=["FORMATS"]).FORMATS)) or 0)
 
+    from shoprec.serve_cli import add_serve_parser
     from shoprec.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
+    add_serve_parser(sub)
 
     p = sub.add_parser("models", help="list the model names")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,89 @@
+"""POST /v1/recommendations: a slate for a known shopper or an anonymous session."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+from fastapi import APIRouter
+
+from shoprec.errors import ConfigError
+from shoprec.serve.engine import Recommendation
+from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
+from shoprec.serve.schemas import (
+    ExplanationOut,
+    RecommendationRequest,
+    RecommendationResponse,
+    RecommendedItem,
+)
+from shoprec.serve.service import Reader, Service, ServiceDep
+
+router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
+
+
+def check_k(service: Service, k: int) -> None:
+    if k > service.settings.max_k:
+        raise ConfigError(f"The 'k' parameter must be an int in [1, {service.settings.max_k}]. Got {k} instead.")
+
+
+def to_items(recs: list[Recommendation]) -> list[RecommendedItem]:
+    return [
+        RecommendedItem(
+            rank=rank, item_id=r.item_id, title=r.title, category=r.category, price=r.price,
+            score=r.score if np.isfinite(r.score) else 0.0, explored=r.explored, propensity=r.propensity,
+            explanation=ExplanationOut(code=r.explanation.code, text=r.explanation.text,
+                                       anchor_item_id=r.explanation.anchor_item_id),
+        )
+        for rank, r in enumerate(recs, start=1)
+    ]
+
+
+@router.post("/recommendations", response_model=RecommendationResponse, summary="Recommend items",
+             responses=error_responses(503))
+def recommend(req: RecommendationRequest, service: ServiceDep,
+              _: Reader) -> RecommendationResponse:
+    """Top-k items with an explanation each, from the shopper's history as stored right now
+    (so an event ingested a moment ago already counts) or from the session given inline.
+    Every item shown is logged as an impression with its propensity."""
+    check_k(service, req.k)
+    settings = service.settings
+    shopper = None
+    if req.shopper_id is not None:
+        names = service.pseudonymizer.candidates(req.shopper_id)  # current key first
+        shopper = names[0]
+        items, events = service.store.history(names, settings.history_limit)
+        kind = "shopper"
+    else:
+        items = [e.item_id for e in req.session or []]
+        events = [e.event for e in req.session or []]
+        kind = "session"
+    f = req.filters
+    recs = service.engine.recommend(
+        items, events, req.k,
+        categories=f.categories if f else None,
+        min_price=f.min_price if f else None,
+        max_price=f.max_price if f else None,
+        exploration=settings.exploration if req.exploration is None else req.exploration,
+        diversity=settings.diversity if req.diversity is None else req.diversity,
+    )
+    view = service.engine.model_view
+    impression_id = uuid.uuid4().hex
+    now = int(time.time())
+    policy = service.engine.policy.name
+    service.store.log_impressions([
+        {"impression_id": impression_id, "position": pos, "shopper": shopper, "item_id": r.item_id,
+         "score": float(r.score) if np.isfinite(r.score) else 0.0, "propensity": r.propensity,
+         "explored": r.explored, "reason": r.explanation.code, "policy": policy,
+         "model": view.version if view else "", "created_at": now}
+        for pos, r in enumerate(recs)
+    ])
+    m = service.metrics
+    m.recommendations.labels(kind).inc()
+    explored = sum(r.explored for r in recs)
+    m.impressions.labels("true").inc(explored)
+    m.impressions.labels("false").inc(len(recs) - explored)
+    return RecommendationResponse(
+        impression_id=impression_id, model=view.name if view else "", model_version=view.version if view else "",
+        policy=policy, items=to_items(recs),
+    )

@@ -1,0 +1,304 @@
+"""Request and response bodies of the /v1 API (pydantic 2).
+
+Requests are strict: unknown fields, wrong types (no "5" for 5), ids that are too long or hold
+control characters, and numbers out of range are 422 errors that say which field and why.
+Shopper ids travel in request bodies only, never in URLs, so that access logs cannot hold them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shoprec.data.schema import EVENT_TYPES
+
+MAX_ID = 64
+MAX_SHOPPER_ID = 256
+MAX_BATCH_SCHEMA = 10_000  # the configured batch limit (ServeSettings.max_batch) is checked too
+MAX_K_SCHEMA = 1000
+MAX_TIMESTAMP = 32_503_680_000  # year 3000
+MAX_PRICE = 1e9
+
+# Printable ids without spaces: what shops use for SKUs and event ids.
+ID_PATTERN = r"^[A-Za-z0-9._:@+\-]+$"
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9._:\-]+$")]
+ShopperId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_SHOPPER_ID, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+ImpressionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Title = Annotated[str, StringConstraints(max_length=300, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+Category = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
+EventType = Literal["view", "cart", "favourite", "purchase", "rating"]
+Role = Literal["ingest", "read", "admin"]
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    """Base of request bodies: unknown fields and type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ---- events -----------------------------------------------------------------------------------
+class EventIn(Strict):
+    """One behaviour event. `event_id` is the client's unique id for it (a UUID, say): sending
+    the same event again, as a retry does, stores it once."""
+
+    event_id: EventId
+    shopper_id: ShopperId
+    item_id: ItemId
+    event: EventType
+    timestamp: Annotated[int, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
+        default=None, description="seconds since the Unix epoch (UTC); default: when received"
+    )
+    value: Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)] | None = Field(
+        default=None, description="the rating of a rating event, the quantity of a purchase"
+    )
+    impression_id: ImpressionId | None = Field(
+        default=None, description="the recommendation response this event acts on (click-through)"
+    )
+
+
+class EventBatch(Strict):
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH_SCHEMA)]
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="events stored by this request")
+    duplicates: int = Field(description="events skipped because their event_id was stored before")
+
+
+# ---- catalogue --------------------------------------------------------------------------------
+class ItemFields(Strict):
+    title: Title = ""
+    category: Category = ""
+    price: Price | None = None
+    active: bool = True
+
+
+class ItemIn(ItemFields):
+    item_id: ItemId
+
+
+class ItemPatch(Strict):
+    """Fields to change; fields left out keep their value."""
+
+    title: Title | None = None
+    category: Category | None = None
+    price: Price | None = None
+    active: bool | None = None
+
+
+class ItemBatch(Strict):
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_BATCH_SCHEMA)]
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    active: bool
+    created_at: int
+    updated_at: int
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    total: int
+
+
+class UpsertResult(BaseModel):
+    created: int
+    updated: int
+
+
+# ---- recommendations --------------------------------------------------------------------------
+class SessionEvent(Strict):
+    item_id: ItemId
+    event: EventType = "view"
+
+
+class Filters(Strict):
+    categories: Annotated[list[Category], Field(max_length=50)] | None = None
+    min_price: Price | None = None
+    max_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Filters:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price ({self.min_price}) must not exceed max_price ({self.max_price})")
+        return self
+
+
+class RecommendationRequest(Strict):
+    """For a known shopper (`shopper_id`: the stored history is used) or an anonymous session
+    (`session`: the history travels with the request, nothing is stored). Give exactly one."""
+
+    shopper_id: ShopperId | None = None
+    session: Annotated[list[SessionEvent], Field(max_length=200)] | None = None
+    k: Annotated[int, Field(ge=1, le=MAX_K_SCHEMA)] = 10
+    filters: Filters | None = None
+    exploration: Weight | None = Field(default=None, description="exploration weight override, 0 = exploit only")
+    diversity: Weight | None = Field(default=None, description="diversity override, 0 = by score only")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> RecommendationRequest:
+        if (self.shopper_id is None) == (self.session is None):
+            raise ValueError("give exactly one of shopper_id (a known shopper) or session (anonymous)")
+        return self
+
+
+class ExplanationOut(BaseModel):
+    code: Literal["history", "new_in_category", "exploring", "popular", "similar"]
+    text: str
+    anchor_item_id: str | None = None
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    score: float
+    explored: bool = Field(description="shown to explore rather than because it scored best")
+    propensity: float = Field(description="probability that the policy shows this item here")
+    explanation: ExplanationOut
+
+
+class RecommendationResponse(BaseModel):
+    impression_id: str = Field(description="send it back with events on these items (click-through)")
+    model: str
+    model_version: str
+    policy: str
+    items: list[RecommendedItem]
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    model_version: str
+    items: list[RecommendedItem]
+
+
+# ---- shoppers' data ---------------------------------------------------------------------------
+class ShopperRef(Strict):
+    shopper_id: ShopperId
+
+
+class ExportedEvent(BaseModel):
+    event_id: str
+    item_id: str
+    event: str
+    ts: int
+    value: float | None
+    impression_id: str | None
+    received_at: int
+
+
+class ExportedImpression(BaseModel):
+    impression_id: str
+    position: int
+    item_id: str
+    score: float
+    propensity: float
+    explored: bool
+    reason: str
+    policy: str
+    model: str
+    created_at: int
+
+
+class ShopperExport(BaseModel):
+    pseudonyms: list[str] = Field(description="how the shopper is stored (one per pseudonym key)")
+    events: list[ExportedEvent]
+    impressions: list[ExportedImpression]
+
+
+class EraseResult(BaseModel):
+    events_deleted: int
+    impressions_deleted: int
+
+
+# ---- model, keys, health, stats ---------------------------------------------------------------
+class ReloadRequest(Strict):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._\-/]+$")] | None = Field(
+        default=None, description="a model file inside the model directory; default: the configured model"
+    )
+
+
+class ModelStatus(BaseModel):
+    loaded: bool
+    name: str | None = None
+    version: str | None = None
+    path: str | None = None
+    loaded_at: float | None = None
+    load_seconds: float | None = None
+    params: dict[str, object] = {}
+    n_items: int | None = None
+    n_users: int | None = None
+    similar_index: str | None = None
+    policy: str
+    catalogue_items: int
+    offline_metrics: dict[str, float] = {}
+    privacy: dict[str, object] = {}
+    trained_at: str | None = None
+
+
+class KeyRequest(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+    roles: Annotated[list[Role], Field(min_length=1, max_length=3)]
+
+
+class KeyOut(BaseModel):
+    name: str
+    key_id: str
+    roles: list[str]
+    created_at: int
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="the secret key; shown once, store it now")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    model_loaded: bool
+    schema_revision: str | None
+    version: str
+
+
+class StatsPoint(BaseModel):
+    t: int
+    impressions: int
+    slates: int
+    explored: int
+    clicks: int
+    events: int
+
+
+class Stats(BaseModel):
+    since: int
+    bucket_seconds: int
+    series: list[StatsPoint]
+    click_through: float | None = Field(description="clicks per impression over the window")
+    exploration_share: float | None
+    catalogue_items: int
+    catalogue_coverage: float | None = Field(description="share of the catalogue recommended in the window")
+    model: ModelStatus
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, object]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,150 @@
+"""Everything one running service holds: settings, store, engine, keys, limits and metrics.
+
+Routers reach it through `get_service(request)`; nothing in the package is global, so several
+services (one per test, say) live side by side in one process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shoprec.errors import ConfigError, ModelFormatError
+from shoprec.privacy.pseudonym import Pseudonymizer
+from shoprec.serve.auth import KeyRing, Principal, RateLimiter
+from shoprec.serve.engine import ServingEngine
+from shoprec.serve.http_errors import ApiError
+from shoprec.serve.settings import ServeSettings
+from shoprec.serve.storage import Store
+
+__all__ = ["Admin", "Ingester", "Metrics", "Reader", "Service", "ServiceDep", "get_service",
+           "reject_unknown_query", "require"]
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="An API key (`sr_<id>_<secret>`); `Authorization: Bearer <key>` works too.",
+)
+
+
+class Metrics:
+    """Prometheus metrics of one service, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("shoprec_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram(
+            "shoprec_http_request_seconds", "Request latency", ["route"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.events = Counter("shoprec_events", "Events received", ["outcome"], registry=r)
+        self.recommendations = Counter("shoprec_recommendations", "Slates served", ["kind"], registry=r)
+        self.impressions = Counter("shoprec_impressions", "Items shown", ["explored"], registry=r)
+        self.reloads = Counter("shoprec_model_reloads", "Model reloads", ["outcome"], registry=r)
+        self.catalogue_items = Gauge("shoprec_catalogue_items", "Items in the catalogue", registry=r)
+        self.model_loaded = Gauge("shoprec_model_loaded", "1 when a model is loaded", registry=r)
+
+
+@dataclass
+class Service:
+    """The state behind one app."""
+
+    settings: ServeSettings
+    store: Store
+    engine: ServingEngine
+    keys: KeyRing
+    limiter: RateLimiter
+    pseudonymizer: Pseudonymizer
+    metrics: Metrics = field(default_factory=Metrics)
+    demo_key: str | None = None
+    sample_shoppers: list[str] = field(default_factory=list)
+    _catalogue_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh_catalogue(self) -> None:
+        """Re-read the catalogue into the engine (after a write)."""
+        with self._catalogue_lock:
+            self.engine.set_catalogue(self.store.all_items())
+            self.metrics.catalogue_items.set(len(self.engine.catalogue))
+
+    def resolve_model_path(self, relative: str | None) -> Path:
+        """The model file a reload may load: inside the model directory, and existing."""
+        if relative is None:
+            if not self.settings.model_path:
+                raise ConfigError("No model path given and none configured (--model).")
+            return Path(self.settings.model_path).expanduser().resolve()
+        root = self.settings.models_root
+        if root is None:
+            raise ConfigError("Reloading by path needs a model directory (--model-dir or --model).")
+        path = (root / relative).resolve()
+        if root not in path.parents:
+            raise ConfigError(f"The model path must lie inside the model directory. Got {relative!r}.")
+        if not path.is_file():
+            raise ModelFormatError(f"No model file {relative!r} in the model directory.")
+        return path
+
+    def status(self) -> dict[str, Any]:
+        return self.engine.status()
+
+
+async def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """Strict query strings: a parameter the operation does not declare is a 422, as an
+    unknown body field is (a typo such as `?limt=5` must not be silently ignored)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    allowed = getattr(route, "_query_names", None)
+    if allowed is None:
+        from fastapi.dependencies.utils import get_flat_dependant
+
+        allowed = frozenset(p.alias for p in get_flat_dependant(route.dependant).query_params)
+        route._query_names = allowed  # computed once per route
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        names = ", ".join(repr(n[:40]) for n in unknown[:5])
+        raise ApiError(422, "validation_error", f"query: unknown parameters {names}; "
+                                                f"allowed are {sorted(allowed)}")
+
+
+def require(role: str):
+    """A dependency that admits a request whose key has `role`, within the key's rate limit."""
+
+    # async: cheap checks run on the event loop instead of hopping to the thread pool.
+    async def dependency(request: Request, key: str | None = Security(API_KEY_HEADER)) -> Principal:
+        service = request.app.state.service
+        if key is None:
+            auth = request.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                key = auth[7:].strip()
+        principal = service.keys.authenticate(key)
+        if principal is None:
+            raise ApiError(401, "unauthorized", "A valid API key is required (header X-API-Key).",
+                           headers={"WWW-Authenticate": "Bearer"})
+        wait = service.limiter.take(principal.key_id)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", f"Rate limit exceeded for key {principal.name!r}; retry later.",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        if not principal.allows(role):
+            raise ApiError(403, "forbidden", f"This API key lacks the {role!r} role.")
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+# Dependencies as annotated types (FastAPI's recommended form): `service: ServiceDep, _: Reader`.
+ServiceDep = Annotated[Service, Depends(get_service)]
+Reader = Annotated[Principal, Depends(require("read"))]
+Ingester = Annotated[Principal, Depends(require("ingest"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,159 @@
+"""The service's configuration: one frozen dataclass, validated on construction.
+
+Every field can come from an environment variable `SHOPREC_<FIELD IN CAPITALS>` through
+`ServeSettings.from_env()`; the command line (`shoprec serve`) overrides those.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from shoprec.errors import ConfigError, check_choice, check_float, check_int
+
+__all__ = ["ServeSettings", "default_data_dir", "default_key_file"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database and models live by default ($XDG_DATA_HOME/shoprec)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "shoprec"
+
+
+def default_key_file() -> Path:
+    """Where `shoprec serve --demo` keeps its pseudonym key: apart from the data, in the config dir."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "shoprec" / "pseudonym.key"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Configuration of one service instance.
+
+    database_url: SQLAlchemy URL; `sqlite:///path.db` (the embedded default, WAL mode) or
+        `postgresql+psycopg://user@host:port/db`.
+    model_path: the model file (.npz) served at start; None serves popularity from the log.
+    model_dir: the only directory `POST /v1/model/reload` may load models from (defaults to the
+        model file's directory).
+    admin_key: a bootstrap key with every role (compare `shoprec serve` docs); more keys with
+        narrower roles are created through `POST /v1/keys`. Held in memory only.
+    max_body_bytes: requests with a larger body get 413.
+    max_batch: most events or items per batch request.
+    max_k: largest k a client may ask for.
+    rate_limit_per_s, rate_limit_burst: token bucket per API key (0 disables the limit).
+    history_limit: how many of a shopper's latest events the model reads per request.
+    ann_threshold: catalogues with at least this many items use the FAISS HNSW index for
+        similar items; smaller ones use exact search (see benchmarks/load.py for the switch point).
+    exploration: default exploration weight in [0, 1] (0 = pure exploitation).
+    diversity: default diversity in [0, 1] (0 = rank by score only).
+    new_item_days: items added to the catalogue this recently count as "new".
+    sqlite_synchronous: SQLite's synchronous pragma in WAL mode; NORMAL survives a crash of the
+        process, FULL also a power cut, at the cost of an fsync per commit.
+    metrics_public: serve /v1/metrics without a key (for a Prometheus on a private network).
+    demo: the page receives a demo key with read and ingest roles (only on loopback).
+    """
+
+    database_url: str = ""
+    model_path: str | None = None
+    model_dir: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_048_576
+    max_batch: int = 1000
+    max_k: int = 100
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 400
+    history_limit: int = 200
+    ann_threshold: int = 100_000
+    exploration: float = 0.1
+    diversity: float = 0.0
+    new_item_days: int = 30
+    sqlite_synchronous: str = "NORMAL"
+    metrics_public: bool = False
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        where = "ServeSettings"
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{default_data_dir() / 'shoprec.db'}")
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(
+                "The 'database_url' parameter of ServeSettings must be a sqlite:/// or "
+                f"postgresql+psycopg:// URL. Got {self.database_url.split(':', 1)[0]!r} instead."
+            )
+        check_int("port", self.port, 0, 65535, where)
+        check_int("max_body_bytes", self.max_body_bytes, 1024, 1 << 30, where)
+        check_int("max_batch", self.max_batch, 1, 100_000, where)
+        check_int("max_k", self.max_k, 1, 1000, where)
+        check_float("rate_limit_per_s", self.rate_limit_per_s, 0.0, 1e6, where)
+        check_int("rate_limit_burst", self.rate_limit_burst, 1, 10_000_000, where)
+        check_int("history_limit", self.history_limit, 1, 10_000, where)
+        check_int("ann_threshold", self.ann_threshold, 1, 1 << 40, where)
+        check_float("exploration", self.exploration, 0.0, 1.0, where)
+        check_float("diversity", self.diversity, 0.0, 1.0, where)
+        check_int("new_item_days", self.new_item_days, 0, 36_500, where)
+        check_choice("sqlite_synchronous", self.sqlite_synchronous, ("NORMAL", "FULL"), where)
+        if self.admin_key is not None and len(self.admin_key) < 16:
+            raise ConfigError(
+                f"The 'admin_key' parameter of ServeSettings must have at least 16 characters. "
+                f"Got {len(self.admin_key)} instead."
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def data_dir(self) -> Path | None:
+        """Directory of the SQLite file (None for PostgreSQL or an in-memory database)."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        return Path(path).expanduser().resolve().parent if path and path != ":memory:" else None
+
+    @property
+    def models_root(self) -> Path | None:
+        """The directory reloads may read from."""
+        if self.model_dir:
+            return Path(self.model_dir).expanduser().resolve()
+        if self.model_path:
+            return Path(self.model_path).expanduser().resolve().parent
+        return None
+
+    def with_(self, **changes) -> ServeSettings:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServeSettings:
+        """Settings from SHOPREC_* environment variables, then `overrides` (None values ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"SHOPREC_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, raw: str, annotation: object) -> object:
+    kind = str(annotation)
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("1", "true", "yes")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"The environment variable SHOPREC_{name.upper()} must be a {kind}. Got {raw!r} instead."
+        ) from None
+    return raw

@@ -1,0 +1,96 @@
+// The storefront: pick a shopper, see recommendations with explanations, act, watch them change.
+"use strict";
+(() => {
+  const { api, el, status } = shoprec;
+  let shopper = null;
+  let impression = null;
+  let lastIds = [];
+  let counter = 0;
+  const $ = (id) => document.getElementById(id);
+
+  function eventId() {
+    counter += 1;
+    const rand = crypto.getRandomValues(new Uint32Array(2));
+    return `web-${Date.now().toString(36)}-${rand[0].toString(36)}${rand[1].toString(36)}-${counter}`;
+  }
+
+  function card(item) {
+    const badges = el("div", {},
+      el("span", { class: "badge rank" }, `#${item.rank}`),
+      item.explored ? el("span", { class: "badge explore", title: `propensity ${item.propensity.toFixed(2)}` }, "exploring") : null,
+      item.explanation.code === "new_in_category" ? el("span", { class: "badge new" }, "new") : null);
+    const price = item.price === null ? "" : `£${item.price.toFixed(2)}`;
+    const act = (kind, label, cls) => el("button", { class: cls, onclick: () => act_on(item, kind) }, label);
+    return el("div", { class: "rec-card" + (lastIds.includes(item.item_id) ? "" : " fresh"), "data-item": item.item_id },
+      badges,
+      el("div", { class: "title" }, item.title || item.item_id),
+      el("div", { class: "meta" }, [item.category, price].filter(Boolean).join(" · ")),
+      el("div", { class: "why" }, item.explanation.text),
+      el("div", { class: "actions" },
+        act("view", "View", "act-view"), act("cart", "Add to cart", "act-cart"), act("purchase", "Buy", "act-buy")));
+  }
+
+  async function refresh() {
+    if (!shopper) return;
+    const maxPrice = parseFloat($("max-price").value);
+    const body = {
+      shopper_id: shopper, k: 12,
+      exploration: parseFloat($("exploration").value),
+      diversity: parseFloat($("diversity").value),
+    };
+    if (!Number.isNaN(maxPrice)) body.filters = { max_price: maxPrice };
+    try {
+      const res = await api("POST", "/v1/recommendations", body);
+      impression = res.impression_id;
+      const grid = $("recs");
+      grid.replaceChildren(...res.items.map(card));
+      lastIds = res.items.map((i) => i.item_id);
+      grid.dataset.impression = impression;
+      $("recs-heading").textContent = `Recommendations for ${shopper}`;
+      status(`${res.items.length} items from ${res.model} (${res.model_version}), policy ${res.policy}`);
+    } catch (err) {
+      status(err.message, true);
+    }
+  }
+
+  async function act_on(item, kind) {
+    try {
+      await api("POST", "/v1/events", {
+        event_id: eventId(), shopper_id: shopper, item_id: item.item_id, event: kind, impression_id: impression,
+      });
+      const verb = { view: "viewed", cart: "added to cart", purchase: "bought" }[kind];
+      $("history").prepend(el("li", {}, `${verb}: ${item.title || item.item_id}`));
+      await refresh();
+    } catch (err) {
+      status(err.message, true);
+    }
+  }
+
+  function choose(id) {
+    shopper = id.trim();
+    if (!shopper) return;
+    $("shopper-input").value = shopper;
+    $("history").replaceChildren();
+    lastIds = [];
+    refresh();
+  }
+
+  async function main() {
+    const config = await shoprec.init();
+    for (const s of config.sample_shoppers) {
+      $("sample-shoppers").append(el("option", { value: s }));
+      $("sample-buttons").append(el("button", { class: "sample", onclick: () => choose(s) }, s));
+    }
+    $("shopper-go").onclick = () => choose($("shopper-input").value);
+    $("shopper-input").onkeydown = (e) => { if (e.key === "Enter") choose($("shopper-input").value); };
+    $("new-shopper").onclick = () => choose("guest-" + Math.random().toString(36).slice(2, 8));
+    for (const id of ["exploration", "diversity"]) {
+      $(id).oninput = () => { $(`${id}-value`).textContent = parseFloat($(id).value).toFixed(2); };
+      $(id).onchange = refresh;
+    }
+    $("max-price").onchange = refresh;
+    status("Choose a shopper, or create a new one.");
+  }
+
+  main();
+})();

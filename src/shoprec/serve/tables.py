@@ -1,0 +1,110 @@
+"""The service's tables (SQLAlchemy 2 declarative models).
+
+Shopper columns hold pseudonyms (`privacy.pseudonym`), never raw ids. Times are integer seconds
+since the Unix epoch (UTC), which both SQLite and PostgreSQL bucket with plain arithmetic.
+The Alembic migrations in `migrations/versions` create exactly these tables; a test checks that
+the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LEN = 64  # item ids, client event ids, pseudonyms
+TITLE_LEN = 300
+CATEGORY_LEN = 100
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the service's tables."""
+
+
+class Item(Base):
+    """A catalogue entry. Inactive items stay for history and titles but are never recommended."""
+
+    __tablename__ = "items"
+
+    item_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    title: Mapped[str] = mapped_column(String(TITLE_LEN), default="")
+    category: Mapped[str] = mapped_column(String(CATEGORY_LEN), default="")
+    price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_items_category", "category"),)
+
+
+class Event(Base):
+    """One behaviour event. `event_id` is the client's id: a retried batch is not counted twice."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(ID_LEN))
+    shopper: Mapped[str] = mapped_column(String(ID_LEN))
+    item_id: Mapped[str] = mapped_column(String(ID_LEN))
+    event: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    impression_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_events_event_id"),
+        Index("ix_events_shopper_ts", "shopper", "ts", "id"),
+        Index("ix_events_impression", "impression_id"),
+        Index("ix_events_received", "received_at"),
+    )
+
+
+class Impression(Base):
+    """One recommended item as shown: its position, the policy's propensity, and why."""
+
+    __tablename__ = "impressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    impression_id: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    shopper: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    item_id: Mapped[str] = mapped_column(String(ID_LEN))
+    score: Mapped[float] = mapped_column(Float)
+    propensity: Mapped[float] = mapped_column(Float)
+    explored: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    policy: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(ID_LEN))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("impression_id", "position", name="uq_impressions_slot"),
+        Index("ix_impressions_shopper", "shopper"),
+        Index("ix_impressions_created", "created_at"),
+    )
+
+
+class ApiKey(Base):
+    """An API key: a public id, a SHA-256 of the secret (never the secret), and its roles."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (UniqueConstraint("name", name="uq_api_keys_name"),)

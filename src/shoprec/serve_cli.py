@@ -1,0 +1,115 @@
+"""`shoprec serve`: run the recommendation service (and its web page) with uvicorn.
+
+    shoprec serve --demo                      # bundled shop, trained model, http://127.0.0.1:8000/
+    shoprec serve --db postgresql+psycopg://shop@db/shop --model models/item-knn.npz --port 8080
+
+cli.py wires it in with `add_serve_parser(sub)`; `python -m shoprec.serve_cli serve ...` works
+on its own too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+__all__ = ["add_serve_parser", "cmd_serve", "main"]
+
+
+def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `serve` sub-command to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "serve", help="run the recommendation service and web page",
+        description="Run the HTTP service. Settings also come from SHOPREC_* environment variables "
+                    "(see docs/service.md); the options here override them.",
+    )
+    p.add_argument("--db", dest="database_url", default=None,
+                   help="database URL: sqlite:///path.db (default under ~/.local/share/shoprec) "
+                        "or postgresql+psycopg://user@host:port/db")
+    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--model", dest="model_path", default=None, help="model file (.npz) to serve")
+    p.add_argument("--model-dir", default=None, help="directory reloads may load models from")
+    p.add_argument("--demo", action="store_true",
+                   help="import the bundled shop into an empty database, train a model if none is "
+                        "saved, and give the page a demo key")
+    p.add_argument("--demo-model", default="item-knn", help="model trained for --demo (default item-knn)")
+    p.add_argument("--access-log", action="store_true", help="log every request (paths only)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_serve)
+    return p
+
+
+def _log(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"shoprec serve: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Build the app from settings and arguments, then run uvicorn until interrupted."""
+    from shoprec.errors import require_extra
+
+    require_extra("uvicorn", "serve")
+    import uvicorn
+
+    from shoprec.privacy.pseudonym import ENV_KEY, ENV_KEY_FILE, Pseudonymizer, generate_key_file
+    from shoprec.serve.app import create_app
+    from shoprec.serve.settings import ServeSettings, default_data_dir, default_key_file
+
+    overrides = {k: getattr(args, k) for k in ("database_url", "host", "port", "model_path", "model_dir")}
+    settings = ServeSettings.from_env(**overrides)
+    pseudonymizer = None
+    if args.demo:
+        if not os.environ.get(ENV_KEY) and not os.environ.get(ENV_KEY_FILE):
+            key_file = default_key_file()
+            if not key_file.exists():
+                generate_key_file(key_file)
+                _log(args, f"created a pseudonym key in {key_file} (kept apart from the data)")
+            pseudonymizer = Pseudonymizer.from_file(key_file)
+        else:
+            pseudonymizer = Pseudonymizer.from_env(data_dir=settings.data_dir)
+        from shoprec.serve.demo import bootstrap_demo
+        from shoprec.serve.storage import Store
+
+        model_dir = Path(settings.model_dir or (settings.data_dir or default_data_dir()) / "models")
+        store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        store.migrate()
+        state = bootstrap_demo(store, pseudonymizer, model_dir, model_name=args.demo_model,
+                               log=lambda m: _log(args, m))
+        store.dispose()
+        changes: dict = {"demo": True, "model_dir": str(model_dir)}
+        if not settings.model_path:
+            changes["model_path"] = str(state.model_path)
+        if not settings.admin_key:
+            changes["admin_key"] = "admin_" + secrets.token_hex(16)
+            _log(args, f"admin key for this run (memory only): {changes['admin_key']}")
+        settings = settings.with_(**changes)
+    app = create_app(settings, pseudonymizer=pseudonymizer)
+    if args.demo:
+        app.state.service.sample_shoppers = state.sample_shoppers
+    url = f"http://{settings.host}:{settings.port}/"
+    print(f"shoprec service on {url}  (dashboard {url}dashboard, API docs {url}docs)", flush=True)
+    # ws="none": the service has no websockets, and uvicorn's legacy websockets module warns.
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=args.access_log, ws="none",
+                log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: `python -m shoprec.serve_cli serve ...`."""
+    from shoprec.errors import ShoprecError
+
+    parser = argparse.ArgumentParser(prog="shoprec")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ShoprecError as exc:
+        print(f"shoprec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""End to end in real headless Chromium: load the storefront, act as a shopper, watch the
+recommendations change; then the dashboard shows the traffic.
+
+Needs Playwright (the 'dev' extra) and Debian's chromium (`apt-get install chromium`, done by
+scripts/ci_services.sh); Playwright's own browser download is never used. Skips with the reason
+when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from serve_helpers import ADMIN_KEY, LiveServer, catalogue_rows
+
+from shoprec.serve.app import create_app
+from shoprec.serve.settings import ServeSettings
+
+
+def _chromium() -> str:
+    path = os.environ.get("SHOPREC_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        pytest.skip("chromium not installed (apt-get install chromium, or run scripts/ci_services.sh)")
+    return path
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:  # the page does not depend on the backend: SQLite only
+    return f"sqlite:///{tmp_path / 'shop.db'}"
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+    executable = _chromium()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shop_server(database_url, pseudonymizer, knn, tiny_shop):
+    app = create_app(ServeSettings(database_url=database_url, admin_key=ADMIN_KEY, demo=True, exploration=0.0),
+                     pseudonymizer=pseudonymizer, model=knn)
+    app.state.service.sample_shoppers = ["u1", "u4"]
+    server = LiveServer(app)
+    import httpx
+
+    httpx.post(f"{server.url}/v1/items/batch", json={"items": catalogue_rows(tiny_shop)},
+               headers={"X-API-Key": ADMIN_KEY}).raise_for_status()
+    yield server
+    server.stop()
+
+
+def _cards(page) -> list[str]:
+    return page.locator("#recs .rec-card").evaluate_all("els => els.map(e => e.dataset.item)")
+
+
+def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_server):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)  # a loaded 2-core CI machine is slow, not broken
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(shop_server.url + "/")
+    page.get_by_role("button", name="New shopper").click()
+    page.wait_for_selector("#recs .rec-card")
+    before = _cards(page)
+    assert len(before) == 8  # a cold start: every item, popular first
+    assert page.locator("#recs .rec-card .why").first.inner_text().startswith("Popular")
+
+    first = page.locator("#recs .rec-card").first
+    title = first.locator(".title").inner_text()
+    impression = page.locator("#recs").get_attribute("data-impression")
+    first.get_by_role("button", name="Buy").click()
+    page.wait_for_function("imp => document.querySelector('#recs').dataset.impression !== imp", arg=impression)
+    after = _cards(page)
+    assert after != before and before[0] not in after, (before, after)  # bought: not offered again
+    whys = page.locator("#recs .rec-card .why").all_inner_texts()
+    assert f"Because you bought “{title}”" in whys, whys
+    assert page.locator("#history li").first.inner_text() == f"bought: {title}"
+
+    page.locator("#sample-buttons button", has_text="u4").click()
+    page.wait_for_function("() => document.querySelector('#recs-heading').textContent.includes('u4')")
+
+    page.goto(shop_server.url + "/dashboard")
+    page.wait_for_selector("#tile-slates")
+    assert int(page.locator("#tile-slates .value").inner_text()) >= 3
+    assert page.locator("#chart-traffic svg path.series").count() == 2
+    assert page.locator("#tile-privacy .value").inner_text() == "not DP-trained"
+    assert errors == [], errors
