@@ -77,7 +77,9 @@ def test_train_then_recommend_from_saved_model(tmp_path, tiny_csv, capsys):
     assert main(["recommend", "--model-path", path, "--user", "u1", "--k", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     assert main(["recommend", "--model-path", path, "--history", "i1,i2,unknown", "--k", "2"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    printed = capsys.readouterr()
+    assert len(printed.out.strip().splitlines()) == 2
+    assert "does not know these item ids and ignores them: unknown" in printed.err
 
 
 def test_data_report_counts_dropped_rows(tmp_path, capsys):

@@ -186,7 +186,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.user is not None:
         recs = model.recommend(args.user, k=args.k)
     else:
-        history = [h for h in (args.history or "").split(",") if h]
+        history = [h.strip() for h in (args.history or "").split(",") if h.strip()]
+        import numpy as np
+
+        known = model.items_.index(np.asarray(history, dtype=str), missing="drop") if history else []
+        if len(known) < len(history):
+            unknown = sorted(set(history) - set(model.items_.id_of(np.asarray(known, dtype=np.int64))))
+            print(f"note: the model does not know these item ids and ignores them: {', '.join(unknown[:10])}",
+                  file=sys.stderr)
         recs = model.recommend_history(history, k=args.k)
     for item, score in recs:
         print(f"{item}\t{score:.6g}")
@@ -299,11 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = data_sub.add_parser("formats", help="list the reader formats")
     f.set_defaults(func=lambda a: print("\n".join(__import__("shoprec.data.readers", fromlist=["FORMATS"]).FORMATS)) or 0)
 
+    from shoprec.privacy_cli import add_privacy_parser
     from shoprec.serve_cli import add_serve_parser
     from shoprec.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
     add_serve_parser(sub)
+    add_privacy_parser(sub)
 
     p = sub.add_parser("models", help="list the model names")
     p.set_defaults(func=cmd_models)

@@ -22,6 +22,9 @@ _LAZY = {
     "EASE": "shoprec.models.ease",
     "ALS": "shoprec.models.mf",
     "BPR": "shoprec.models.mf",
+    "TransformerRecommender": "shoprec.models.sasrec",
+    "NCF": "shoprec.models.neural",
+    "Caser": "shoprec.models.neural",
 }
 
 __all__ = [

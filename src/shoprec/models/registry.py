@@ -17,6 +17,9 @@ _MODELS: dict[str, str] = {
     "ease": "shoprec.models.ease:EASE",
     "als": "shoprec.models.mf:ALS",
     "bpr": "shoprec.models.mf:BPR",
+    "transformer": "shoprec.models.sasrec:TransformerRecommender",
+    "ncf": "shoprec.models.neural:NCF",
+    "caser": "shoprec.models.neural:Caser",
     # Privacy (shoprec.privacy): user-level DP models, DP popularity, SISA shards for erasure.
     "dp-mf": "shoprec.privacy.dpmf:DPMF",
     "dp-transformer": "shoprec.privacy.dptransformer:DPTransformer",

@@ -1,0 +1,351 @@
+"""The behaviour Transformer: a causal SASRec-style encoder over item sequences.
+
+Each position sees its item, the event type (a purchase weighs differently from a view), an
+optional log-bucketed time gap to the previous event, and a learned position; pre-LayerNorm
+blocks with causal attention (`nn.TransformerEncoder`) turn them into a state from which the next
+item is scored against the same item embedding matrix as the input (tied weights).
+
+Training is SASRec+ (Klenitskiy & Vasilev, RecSys 2023): cross-entropy over the full catalogue at
+every position. For very large catalogues `loss="sampled"` uses a sampled softmax over
+`n_negatives` items shared by the batch, drawn uniformly or by popularity, with the logQ
+correction (gSASRec-style training at a fraction of the cost). Early stopping on validation
+NDCG@10, checkpoints, resuming, seeds and devices come from `torch_utils`.
+
+Catalogue growth: `partial_fit(new_data)` accepts a Dataset whose item vocabulary extends the
+model's; the embedding matrix gains rows for the new items (from text when the model uses text,
+else small random values) and the network is fine-tuned on the new events, without a full
+retrain. Text (384-d MiniLM vectors from `shoprec.text.encoder`) either initialises the item
+embeddings (`text_init`) or is fused into them through a learned projection (`text_fusion`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from shoprec.data.dataset import Dataset
+from shoprec.data.schema import EVENT_TYPES
+from shoprec.errors import ConfigError, check_float, check_int
+from shoprec.models.torch_utils import NeuralSequenceRecommender
+
+log = logging.getLogger("shoprec.models")
+
+
+def item_text(data: Dataset, cache_dir: str | None) -> np.ndarray | None:
+    """Text vectors (n_items, dim) for data's items, or None (no catalogue / no text extra)."""
+    if data.catalogue is None:
+        log.info("no catalogue: item text is not used")
+        return None
+    try:
+        from shoprec.text.encoder import item_text_matrix
+    except ImportError as exc:
+        log.warning("item text is not used: %s", exc)
+        return None
+    try:
+        matrix = item_text_matrix(data.items, data.catalogue, cache_dir=cache_dir)
+    except ImportError as exc:  # MissingExtraError is an ImportError too
+        log.warning("item text is not used: %s", exc)
+        return None
+    return np.asarray(matrix, dtype=np.float32)
+
+
+class _CausalTransformer(nn.Module):
+    """Embeddings + pre-LN causal Transformer; scores are dot products with item embeddings."""
+
+    def __init__(
+        self,
+        n_items: int,
+        d: int,
+        n_layers: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        event_embeddings: bool,
+        n_time_buckets: int,
+        text_dim: int,
+        text_fusion: bool,
+        attn_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.d, self.n_heads = d, n_heads
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, d)
+        self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, d, padding_idx=0) if event_embeddings else None
+        self.gap_emb = nn.Embedding(n_time_buckets, d, padding_idx=0) if n_time_buckets else None
+        self.text_proj = None
+        if text_dim and text_fusion:
+            self.register_buffer("text_features", torch.zeros(n_items, text_dim))
+            self.text_proj = nn.Linear(text_dim, d, bias=False)
+        elif text_dim:
+            # Ridge map from text to learned embeddings (set after fit; used for new items).
+            self.register_buffer("text_map", torch.zeros(text_dim, d))
+        layer = nn.TransformerEncoderLayer(
+            d, n_heads, dim_feedforward=d, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+        for block in self.encoder.layers:
+            # Dropout on attention weights forces SDPA off its fused causal kernel (5-8x slower
+            # on CPU), so it has its own rate, 0 by default.
+            block.self_attn.dropout = attn_dropout
+        self.drop = nn.Dropout(dropout)
+        std = math.sqrt(2.0 / (n_items + 1 + d))  # Xavier-normal, as in SASRec's PyTorch port
+        nn.init.normal_(self.item_emb.weight, 0.0, std)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+        for emb in (self.pos_emb, self.event_emb, self.gap_emb):
+            if emb is not None:
+                nn.init.normal_(emb.weight, 0.0, 0.02)
+                if emb.padding_idx is not None:
+                    with torch.no_grad():
+                        emb.weight[emb.padding_idx].zero_()
+
+    def item_tables(self) -> list[tuple[nn.Parameter, int]]:
+        return [(self.item_emb.weight, 1)]
+
+    def vectors(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """Item vectors (0-based indices; None = all items) used both as input and output."""
+        weight = self.item_emb.weight[1:] if idx is None else self.item_emb.weight[idx + 1]
+        if self.text_proj is not None:
+            feats = self.text_features if idx is None else self.text_features[idx]
+            weight = weight + self.text_proj(feats)
+        return weight
+
+    def forward(self, items: torch.Tensor, events: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, d) for left-padded inputs, aligned with them.
+
+        Internally each row is rotated so that its events come first and padding last: then
+        plain causal attention never reaches a padded key, and SDPA's fused causal kernel runs
+        without a per-batch mask. Position ids count back from the latest event (as SASRec's
+        left-padded positions do), so the newest event always has the same position.
+        """
+        batch, length = items.shape
+        pads = (items == 0).sum(dim=1, keepdim=True)
+        ar = torch.arange(length, device=items.device)[None]
+        to_right = (ar + pads) % length
+        items, events, gaps = (t.gather(1, to_right) for t in (items, events, gaps))
+        real = items > 0
+        if self.text_proj is None:
+            x = self.item_emb(items)
+        else:
+            x = torch.zeros(batch, length, self.d, device=items.device, dtype=self.item_emb.weight.dtype)
+            x[real] = self.vectors(items[real] - 1)
+        x = x * math.sqrt(self.d)
+        x = x + self.pos_emb(self.pos_emb.num_embeddings - length + to_right)
+        if self.event_emb is not None:
+            x = x + self.event_emb(events)
+        if self.gap_emb is not None:
+            x = x + self.gap_emb(gaps)
+        x = self.drop(x) * real[..., None]
+        causal = self._causal_mask(length, items.device)
+        hidden = self.encoder(x, mask=causal, is_causal=True)
+        back = ((ar - pads) % length)[..., None].expand(-1, -1, hidden.shape[-1])
+        return hidden.gather(1, back)
+
+    def _causal_mask(self, length: int, device: torch.device) -> torch.Tensor:
+        cached = getattr(self, "_mask_cache", None)
+        if cached is None or cached.shape[0] != length or cached.device != device:
+            cached = nn.Transformer.generate_square_subsequent_mask(length, device=device)
+            self._mask_cache = cached
+        return cached
+
+    def score(self, hidden: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+        return hidden @ self.vectors(candidates).T
+
+    def score_pairs(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (hidden * self.vectors(items)).sum(-1)
+
+
+class TransformerRecommender(NeuralSequenceRecommender):
+    """SASRec-style causal Transformer with event-type (and optional time-gap) embeddings.
+
+    Args:
+        d: embedding and hidden size.
+        n_layers, n_heads: Transformer blocks and attention heads (d must divide by n_heads).
+        max_len: events per history the model reads (the most recent ones).
+        dropout: dropout on embeddings, residual branches and feed-forward, in [0, 0.95].
+        attn_dropout: dropout on attention weights; above 0 it disables the fused attention
+            kernel, which is 5-8x slower on CPU.
+        event_embeddings: add a learned vector per event type (view, cart, ...) to each item.
+        time_gaps: add a learned vector per log2-bucket of seconds since the previous event.
+            Raw histories carry no timestamps, so they use the "unknown gap" bucket.
+        n_time_buckets: number of gap buckets (2 are reserved: padding and unknown).
+        loss: "full" (softmax over the whole catalogue, SASRec+) or "sampled" (sampled softmax
+            with logQ correction).
+        n_negatives: negatives per batch, shared by all positions, for loss="sampled".
+        negative_sampling: "uniform" or "popularity" (counts ** 0.75) for loss="sampled".
+        epochs: maximum passes over the training users; patience: validation checks without
+            improvement before stopping (only when `fit` gets `valid`); eval_every: epochs between
+            checks; valid_users: evaluate on a seeded sample of this many users (None = all).
+        batch_size: users per global batch; lr, weight_decay: Adam settings.
+        bucket_by_length: batch users of similar history length together (batches are still
+            shuffled), so less of each batch is padding. On ML-1M it saved only ~10% of the CPU
+            time per epoch and slowed convergence per epoch, so it is off by default.
+        text_init: initialise item embeddings from item text (PCA of the 384-d vectors); after
+            training, items without training events and new items are placed by a ridge map from
+            text to the learned embeddings, so they can be recommended from text alone.
+        text_fusion: item vector = free embedding + learned projection of its text, throughout.
+        text_cache_dir: where the text encoder caches vectors.
+        checkpoint_dir: write a checkpoint there after every epoch; resume: continue from it.
+        max_seconds: time budget for training, in seconds of wall time (None = no limit). No
+            epoch starts that would end past it, judging by the last epoch; the result then
+            depends on the machine's speed, so leave it None where runs must be reproducible.
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N". seed: same seed, same
+            model. verbose: show a progress bar (loss, validation NDCG@10) on stderr.
+    """
+
+    name = "transformer"
+
+    def __init__(
+        self,
+        d: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 1,
+        max_len: int = 50,
+        dropout: float = 0.2,
+        attn_dropout: float = 0.0,
+        event_embeddings: bool = True,
+        time_gaps: bool = False,
+        n_time_buckets: int = 32,
+        loss: str = "full",
+        n_negatives: int = 256,
+        negative_sampling: str = "uniform",
+        epochs: int = 200,
+        batch_size: int = 128,
+        bucket_by_length: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        eval_every: int = 1,
+        valid_users: int | None = None,
+        text_init: bool = False,
+        text_fusion: bool = False,
+        text_cache_dir: str | None = None,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
+        max_seconds: float | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.d = d
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.max_len = max_len
+        self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.event_embeddings = event_embeddings
+        self.time_gaps = time_gaps
+        self.n_time_buckets = n_time_buckets
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.negative_sampling = negative_sampling
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.bucket_by_length = bucket_by_length
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.valid_users = valid_users
+        self.text_init = text_init
+        self.text_fusion = text_fusion
+        self.text_cache_dir = text_cache_dir
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.max_seconds = max_seconds
+        self.device = device
+        self.seed = seed
+        self.verbose = verbose
+
+    def _validate(self) -> None:
+        self._validate_common()
+        where = type(self).__name__
+        check_int("d", self.d, 1, 4096, where)
+        check_int("n_layers", self.n_layers, 1, 64, where)
+        check_int("n_heads", self.n_heads, 1, 64, where)
+        if self.d % self.n_heads:
+            raise ConfigError(
+                f"The 'n_heads' parameter of {where} must divide d={self.d}. Got {self.n_heads} instead."
+            )
+        check_int("n_time_buckets", self.n_time_buckets, 3, 128, where)
+        check_float("attn_dropout", self.attn_dropout, 0.0, 0.95, where)
+        for flag in ("event_embeddings", "time_gaps", "text_init", "text_fusion"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(
+                    f"The {flag!r} parameter of {where} must be a bool. Got {getattr(self, flag)!r} instead."
+                )
+        if self.text_cache_dir is not None and not isinstance(self.text_cache_dir, str):
+            raise ConfigError(
+                f"The 'text_cache_dir' parameter of {where} must be a str path or None. "
+                f"Got {self.text_cache_dir!r} instead."
+            )
+
+    def _build_net(self, n_items: int, text_dim: int) -> nn.Module:
+        return _CausalTransformer(
+            n_items,
+            self.d,
+            self.n_layers,
+            self.n_heads,
+            self.max_len,
+            self.dropout,
+            self.event_embeddings,
+            self.n_time_buckets if self.time_gaps else 0,
+            text_dim,
+            self.text_fusion,
+            self.attn_dropout,
+        )
+
+    def _text_dim(self, weights: dict[str, torch.Tensor]) -> int:
+        if "text_features" in weights:
+            return int(weights["text_features"].shape[1])
+        if "text_map" in weights:
+            return int(weights["text_map"].shape[0])
+        return 0
+
+    # -- text ------------------------------------------------------------------------------
+    def _text_matrix(self, data: Dataset) -> np.ndarray | None:
+        if not (self.text_init or self.text_fusion):
+            return None
+        return item_text(data, self.text_cache_dir)
+
+    def _init_text(self, text: np.ndarray) -> None:
+        net = self.net_
+        if self.text_fusion:
+            net.text_features.copy_(torch.as_tensor(text, dtype=torch.float32))
+            return
+        # PCA of the text vectors, scaled to the embedding's initial spread.
+        centred = text - text.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        init = centred @ vt[: self.d].T
+        if init.shape[1] < self.d:
+            init = np.pad(init, ((0, 0), (0, self.d - init.shape[1])))
+        weight = net.item_emb.weight
+        init *= float(weight[1:].detach().std()) / max(float(init.std()), 1e-12)
+        with torch.no_grad():
+            weight[1:] = torch.as_tensor(init, dtype=weight.dtype)
+
+    def _after_fit(self, data: Dataset, text: np.ndarray | None) -> None:
+        if text is None or self.text_fusion:
+            return
+        net = self.net_
+        trained = self.item_counts_ > 0
+        weight = net.item_emb.weight
+        x = text[trained].astype(np.float64)
+        y = weight[1:][torch.as_tensor(trained)].detach().cpu().double().numpy()
+        ridge = x.T @ x + np.eye(x.shape[1])
+        proj = np.linalg.solve(ridge, x.T @ y)
+        net.text_map.copy_(torch.as_tensor(proj, dtype=torch.float32))
+        cold = np.flatnonzero(~trained)
+        if len(cold):
+            with torch.no_grad():
+                weight[torch.as_tensor(cold + 1)] = torch.as_tensor(text[cold] @ proj, dtype=weight.dtype).to(weight.device)
+
+    def _new_item_rows(self, n_new: int, text_new: np.ndarray | None, table: int) -> torch.Tensor | None:
+        net = self.net_
+        if text_new is not None and hasattr(net, "text_map"):
+            return torch.as_tensor(text_new, dtype=torch.float32, device=net.text_map.device) @ net.text_map
+        return None
