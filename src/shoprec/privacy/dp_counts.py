@@ -1,0 +1,227 @@
+"""Differentially private item counts for the popularity and trending pools.
+
+A count is the number of distinct shoppers who interacted with an item (in a time window, for
+trending). Each shopper contributes at most `max_items_per_user` items (a seeded random choice
+of their distinct items when they have more), so adding or removing one shopper changes the
+count vector by at most c = max_items_per_user in L1 norm and sqrt(c) in L2 norm. Then:
+
+- Laplace mechanism: counts + Laplace(c / epsilon) noise per item, (epsilon, 0)-DP.
+- Gaussian mechanism: counts + N(0, sigma^2), sigma from the analytic Gaussian mechanism
+  (Balle & Wang 2018) for L2 sensitivity sqrt(c), (epsilon, delta)-DP for any epsilon > 0.
+
+Noise comes from numpy's seeded generator (reproducible, not cryptographically secure, and
+floating-point samplers have known weaknesses; see docs/privacy.md). The spent budget is a
+`PrivacyReport` that `DPPopularity` saves beside its counts. `dp_item_counts(...).counts` and
+`dp_recent_counts(...).counts` are what `shoprec.explore.pools` takes as `popularity` and
+`recent_counts`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from shoprec.data.dataset import Dataset
+from shoprec.errors import ConfigError, check_choice, check_float, check_int
+from shoprec.models.base import Recommender
+from shoprec.privacy.dp import PrivacyReport, check_budget
+
+MECHANISMS = ("laplace", "gaussian")
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class DPCounts:
+    """Noisy per-item counts (float64, negatives clipped to 0) and the budget they spent."""
+
+    counts: np.ndarray
+    report: PrivacyReport
+
+
+def bounded_pairs(
+    data: Dataset, max_items_per_user: int, seed: int = 0, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs with at most `max_items_per_user` items per user.
+
+    mask: rows of `data` to use (for example a time window). A user with more distinct items
+    keeps a seeded random subset of them.
+    """
+    users, items = data.user_idx, data.item_idx
+    if mask is not None:
+        users, items = users[mask], items[mask]
+    if len(users) == 0:
+        return users, items
+    key = users * np.int64(data.n_items) + items
+    key = np.unique(key)
+    users, items = key // data.n_items, key % data.n_items
+    # A random rank within each user, then keep ranks < c.
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(users)), users))
+    users, items = users[order], items[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(users)) + 1])
+    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.concatenate([starts, [len(users)]])))
+    keep = rank < max_items_per_user
+    return users[keep], items[keep]
+
+
+def gaussian_sigma(epsilon: float, delta: float, l2_sensitivity: float) -> float:
+    """Smallest sigma for which the Gaussian mechanism is (epsilon, delta)-DP (Balle & Wang 2018,
+    Theorem 8), found by bisection on the exact privacy profile."""
+    from scipy.stats import norm
+
+    def delta_of(sigma: float) -> float:
+        a = l2_sensitivity / (2 * sigma)
+        b = epsilon * sigma / l2_sensitivity
+        return float(norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b))
+
+    lo, hi = 1e-6, 1.0
+    while delta_of(hi) > delta:
+        hi *= 2
+        if hi > 1e12:
+            raise ConfigError(f"No Gaussian noise meets epsilon={epsilon:g}, delta={delta:g}.")
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if delta_of(mid) > delta:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def dp_item_counts(
+    data: Dataset,
+    epsilon: float,
+    *,
+    delta: float | None = None,
+    mechanism: str = "laplace",
+    max_items_per_user: int = 10,
+    mask: np.ndarray | None = None,
+    seed: int = 0,
+) -> DPCounts:
+    """Distinct-shopper counts per item with epsilon-DP (Laplace) or (epsilon, delta)-DP (Gaussian).
+
+    epsilon: the budget, > 0 (None/inf returns exact counts, reported as epsilon = inf).
+    delta: Gaussian only; None -> 1 / n ** 1.1 for n shoppers.
+    mask: rows to count (for example a trending window); shoppers outside it do not count.
+    """
+    where = "dp_item_counts"
+    check_choice("mechanism", mechanism, MECHANISMS, where)
+    c = check_int("max_items_per_user", max_items_per_user, 1, 1_000_000, where)
+    n_users = max(int(data.n_users), 1)
+    eps, dlt = check_budget(epsilon, delta if mechanism == "gaussian" else None, n_users, where)
+    _, items = bounded_pairs(data, c, seed, mask)
+    exact = np.bincount(items, minlength=data.n_items).astype(np.float64)
+    if not math.isfinite(eps):
+        report = PrivacyReport("none", math.inf, 0.0, unit="user", n_users=n_users, max_items_per_user=c)
+        return DPCounts(exact, report)
+    rng = np.random.default_rng(seed + 1)
+    if mechanism == "laplace":
+        scale = c / eps
+        noisy = exact + rng.laplace(0.0, scale, size=len(exact))
+        dlt = 0.0
+        extra = {"l1_sensitivity": float(c), "scale": float(scale)}
+    else:
+        sigma = gaussian_sigma(eps, dlt, math.sqrt(c))
+        noisy = exact + rng.normal(0.0, sigma, size=len(exact))
+        extra = {"l2_sensitivity": math.sqrt(c), "sigma": float(sigma)}
+    report = PrivacyReport(
+        mechanism, eps, dlt, unit="user", target_epsilon=eps, n_users=n_users,
+        max_items_per_user=c, extra=extra,
+    )
+    # Clipping at 0 is post-processing: it costs no budget.
+    return DPCounts(np.maximum(noisy, 0.0), report)
+
+
+def dp_recent_counts(
+    data: Dataset,
+    epsilon: float,
+    *,
+    window_days: float = 7.0,
+    now: int | None = None,
+    **kwargs,
+) -> DPCounts:
+    """Private counts over the last `window_days` before `now` (epoch seconds; default: the
+    latest timestamp in `data`), for the trending pool. Other arguments as `dp_item_counts`."""
+    check_float("window_days", window_days, 1e-6, 1e6, "dp_recent_counts")
+    end = int(data.timestamp.max()) if now is None and len(data) else int(now or 0)
+    mask = (data.timestamp > end - window_days * DAY) & (data.timestamp <= end)
+    return dp_item_counts(data, epsilon, mask=mask, **kwargs)
+
+
+class DPPopularity(Recommender):
+    """Popularity ranking from differentially private counts ("dp-pop").
+
+    Every shopper gets the same ranking: items by noisy distinct-shopper counts, over the whole
+    log or, with window_days, over the latest window (the trending pool). The spent budget is
+    saved with the model (`privacy_`).
+
+    epsilon: > 0, or None for exact counts; delta: Gaussian only (None: 1 / n ** 1.1);
+    mechanism: "laplace" or "gaussian"; max_items_per_user: c, the contribution bound;
+    window_days: None for all-time popularity; seed: seeds subsampling and noise.
+    """
+
+    name = "dp-pop"
+    per_user_state: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        epsilon: float | None = 1.0,
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        max_items_per_user: int = 10,
+        window_days: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.epsilon = epsilon
+        self.delta = delta
+        self.mechanism = mechanism
+        self.max_items_per_user = max_items_per_user
+        self.window_days = window_days
+        self.seed = seed
+
+    def _fit(self, train: Dataset, valid=None) -> None:
+        where = "DPPopularity"
+        check_int("seed", self.seed, 0, 2**32 - 1, where)
+        kwargs = {
+            "delta": self.delta, "mechanism": self.mechanism,
+            "max_items_per_user": self.max_items_per_user, "seed": int(self.seed),
+        }
+        if self.window_days is None:
+            result = dp_item_counts(train, self.epsilon, **kwargs)
+        else:
+            result = dp_recent_counts(train, self.epsilon, window_days=self.window_days, **kwargs)
+        # A tiny seeded jitter breaks ties between equal counts without favouring low indices.
+        jitter = np.random.default_rng(self.seed + 2).random(train.n_items) * 1e-6
+        self.counts_ = result.counts
+        self.item_scores_ = (result.counts + jitter).astype(np.float64)
+        self.privacy_ = result.report
+
+    def _score_histories(self, histories, events=None) -> np.ndarray:
+        return np.broadcast_to(self.item_scores_, (len(histories), len(self.item_scores_))).copy()
+
+    def _get_state(self):
+        return {"counts": self.counts_, "item_scores": self.item_scores_, "privacy": self.privacy_.state()}
+
+    def _set_state(self, state):
+        self.counts_ = state["counts"]
+        self.item_scores_ = state["item_scores"]
+        self.privacy_ = PrivacyReport.from_state(state["privacy"])
+
+    @property
+    def privacy(self) -> PrivacyReport:
+        self._check_fitted()
+        return self.privacy_
+
+
+__all__ = [
+    "MECHANISMS",
+    "DPCounts",
+    "DPPopularity",
+    "bounded_pairs",
+    "dp_item_counts",
+    "dp_recent_counts",
+    "gaussian_sigma",
+]
