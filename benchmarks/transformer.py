@@ -42,34 +42,34 @@ CONFIGS: dict[str, dict[str, tuple[str, dict]]] = {
         "ncf": ("ncf", {
             "max_len": 50, "d": 64, "hidden": [64, 32], "dropout": 0.2, "loss": "sampled", "n_negatives": 256,
             "lr": 1e-3, "batch_size": 128, "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 3000,
-            "max_seconds": 20 * 60}),
+            "max_seconds": 10 * 60}),
         "caser": ("caser", {
             "max_len": 200, "d": 64, "window": 5, "n_v": 4, "n_h": 16, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 3000, "max_seconds": 20 * 60}),
+            "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 3000, "max_seconds": 10 * 60}),
     },
     "beauty": {
         "transformer": ("transformer", {
             "max_len": 50, "d": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 200, "patience": 5, "eval_every": 2, "valid_users": 5000, "max_seconds": 45 * 60}),
+            "epochs": 200, "patience": 5, "eval_every": 2, "valid_users": 5000, "max_seconds": 40 * 60}),
         "ncf": ("ncf", {
             "max_len": 50, "d": 64, "hidden": [64, 32], "dropout": 0.2, "loss": "sampled", "n_negatives": 256,
             "lr": 1e-3, "batch_size": 128, "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 5000,
-            "max_seconds": 20 * 60}),
+            "max_seconds": 10 * 60}),
         "caser": ("caser", {
             "max_len": 50, "d": 64, "window": 5, "n_v": 4, "n_h": 16, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 5000, "max_seconds": 20 * 60}),
+            "epochs": 60, "patience": 3, "eval_every": 2, "valid_users": 5000, "max_seconds": 10 * 60}),
     },
     "games": {
         "transformer": ("transformer", {
             "max_len": 50, "d": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 25 * 60}),
+            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 12 * 60}),
         "transformer+text_init": ("transformer", {
             "max_len": 50, "d": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 25 * 60,
+            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 12 * 60,
             "text_init": True}),
         "transformer+text_fusion": ("transformer", {
             "max_len": 50, "d": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.5, "lr": 1e-3, "batch_size": 128,
-            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 25 * 60,
+            "epochs": 100, "patience": 4, "eval_every": 2, "valid_users": 5000, "max_seconds": 12 * 60,
             "text_fusion": True}),
     },
 }

@@ -310,3 +310,18 @@ def test_without_a_model_recommendations_are_503_with_what_to_do(make_client):
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "model_not_ready" and "POST /v1/model/reload" in r.json()["error"]["message"]
     assert client.get("/v1/health").json()["status"] == "degraded"
+
+
+def test_the_service_serves_a_trained_transformer_and_follows_live_events(make_client, tiny_shop, tmp_path):
+    from shoprec.models.base import Recommender
+    from shoprec.models.registry import make_model
+
+    model = make_model("transformer", d=16, n_layers=1, max_len=8, epochs=3, device="cpu", seed=0).fit(tiny_shop)
+    loaded = Recommender.load(model.save(tmp_path / "transformer.npz"))  # as `shoprec train` writes it
+    client = make_client(model=loaded)
+    first = recommend(client, session=[{"item_id": "i1", "event": "view"}])
+    second = recommend(client, session=[{"item_id": "i1", "event": "view"}, {"item_id": "i5", "event": "purchase"}])
+    assert first["items"] and second["items"]
+    assert "i5" not in _ids(second) and "i1" not in _ids(second)
+    expected = [i for i, _ in loaded.recommend_history(["i1", "i5"], events=["view", "purchase"], k=3)]
+    assert _ids(second)[:3] == expected  # the slate is the model's own ranking (exploration is off)
