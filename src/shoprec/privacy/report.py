@@ -310,6 +310,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     with_fed = "federated" in report
     fig, axes = plt.subplots(1, 4 if with_fed else 3, figsize=(18 if with_fed else 14, 4.2))
@@ -328,6 +329,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         if key == "mia_auc":
             ax.axhline(0.5, color="grey", linestyle=":", label="chance")
         ax.set_xscale("log")
+        # Label the epsilons that were run, not matplotlib's overlapping minor log ticks.
+        ticks = sorted({float(r["epsilon"]) for r in report["rows"] if r["epsilon"] != "inf"})
+        ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("epsilon (user-level, log scale)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -342,7 +347,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_title("federated vs centralised: NDCG@10")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"shoprec privacy report: {report['data']} ({report['protocol']})")
+    fig.suptitle(f"shoprec privacy report: {Path(str(report['data'])).name} ({report['protocol']})")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
