@@ -54,6 +54,14 @@ class TestTransformer(_QualitySizes, RecommenderConformance):
         )
 
 
+class TestTransformerPreLN(_QualitySizes, RecommenderConformance):
+    def make_model(self):
+        return TransformerRecommender(
+            d=16, n_layers=1, max_len=12, dropout=0.1, lr=1e-2, epochs=12, batch_size=32,
+            patience=3, block="pre_ln", device="cpu", seed=0,
+        )
+
+
 class TestNCF(_QualitySizes, RecommenderConformance):
     def make_model(self):
         return NCF(d=16, hidden=(16, 8), dropout=0.0, max_len=12, lr=1e-2, epochs=12, batch_size=32,
@@ -156,6 +164,21 @@ def test_a_live_session_is_scored_without_retraining(tiny_shop):
     model = transformer().fit(tiny_shop)
     recs = model.recommend_history(["i5", "i6", "i7"], events=["view", "cart", "view"], k=3)
     assert len(recs) == 3 and not {"i5", "i6", "i7"} & {i for i, _ in recs}
+
+
+@pytest.mark.parametrize("block", ["sasrec", "pre_ln"])
+def test_a_position_never_sees_the_events_after_it(tiny_shop, block):
+    model = transformer(block=block, n_layers=2, attn_dropout=0.3, epochs=1).fit(tiny_shop)
+    net = model.net_.eval()
+    items = torch.tensor([[0, 0, 3, 5, 2, 7, 1, 4]])
+    later_changed = items.clone()
+    later_changed[0, 5:] = torch.tensor([6, 6, 6])
+    zeros = torch.zeros_like(items)
+    with torch.no_grad():
+        hidden = net(items, torch.ones_like(items), zeros)
+        hidden_changed = net(later_changed, torch.ones_like(items), zeros)
+    torch.testing.assert_close(hidden[0, 2:5], hidden_changed[0, 2:5])
+    assert not torch.allclose(hidden[0, 5:], hidden_changed[0, 5:])
 
 
 def test_time_gaps_are_bucketed_by_log2_seconds():
@@ -301,6 +324,7 @@ def test_text_is_skipped_quietly_without_a_catalogue(tiny_shop):
         ({"max_len": 0}, "max_len"),
         ({"dropout": 1.5}, "dropout"),
         ({"attn_dropout": -0.1}, "attn_dropout"),
+        ({"block": "post_ln"}, "block"),
         ({"loss": "bpr"}, "loss"),
         ({"negative_sampling": "zipf"}, "negative_sampling"),
         ({"n_negatives": 0}, "n_negatives"),
