@@ -30,7 +30,7 @@ from torch import nn
 
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPES
-from shoprec.errors import ConfigError, check_float, check_int
+from shoprec.errors import ConfigError, check_choice, check_float, check_int
 from shoprec.models.torch_utils import NeuralSequenceRecommender
 
 log = logging.getLogger("shoprec.models")
@@ -92,7 +92,7 @@ class _SASRecBlock(nn.Module):
 
 
 class _CausalTransformer(nn.Module):
-    """Embeddings + pre-LN causal Transformer; scores are dot products with item embeddings."""
+    """Embeddings + causal Transformer blocks; scores are dot products with item embeddings."""
 
     def __init__(
         self,
@@ -224,7 +224,7 @@ class TransformerRecommender(NeuralSequenceRecommender):
             from the raw input, residuals from the normed states, ReLU feed-forward; what
             SASRec+ trains) or "pre_ln" (a textbook pre-LayerNorm `nn.TransformerEncoderLayer`
             with GELU).
-        attn_dropout: dropout on attention weights (SASRec uses the same rate as `dropout`).
+        attn_dropout: dropout on attention weights, 0 by default (SASRec+ uses its `dropout`).
         event_embeddings: add a learned vector per event type (view, cart, ...) to each item.
         time_gaps: add a learned vector per log2-bucket of seconds since the previous event.
             Raw histories carry no timestamps, so they use the "unknown gap" bucket.
@@ -331,10 +331,7 @@ class TransformerRecommender(NeuralSequenceRecommender):
             )
         check_int("n_time_buckets", self.n_time_buckets, 3, 128, where)
         check_float("attn_dropout", self.attn_dropout, 0.0, 0.95, where)
-        if self.block not in ("sasrec", "pre_ln"):
-            raise ConfigError(
-                f"The 'block' parameter of {where} must be 'sasrec' or 'pre_ln'. Got {self.block!r} instead."
-            )
+        check_choice("block", self.block, ("sasrec", "pre_ln"), where)
         for flag in ("event_embeddings", "time_gaps", "text_init", "text_fusion"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(
