@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATASETS, RESULTS, table, write_json  # noqa: E402
+from common import DATASETS, RESULTS, table, write_json
 
 DATASET_NAMES = ("retail", "games")
 METHODS = ("text", "category-pop", "popularity", "random")
@@ -89,7 +89,8 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_seed(data, seed: int, fraction: float, k: int, cache_dir: str | None) -> dict:
-    from shoprec.models.content import TextContentRecommender, cold_start_evaluate, hold_out_items
+    from shoprec.evaluate.cold_start import cold_start_evaluate, hold_out_items
+    from shoprec.models.content import TextContentRecommender
     from shoprec.models.popularity import Popularity, RandomRecommender
 
     split = hold_out_items(data, fraction=fraction, seed=seed)
@@ -110,7 +111,7 @@ def run_seed(data, seed: int, fraction: float, k: int, cache_dir: str | None) ->
         )
     out: dict = {
         "seed": seed,
-        "held_out_items": int(len(split.held_out)),
+        "held_out_items": len(split.held_out),
         "targets": int(split.targets.nnz),
         "text_fit_s": round(text_fit_s, 2),
         "methods": {},

@@ -125,7 +125,7 @@ def free_port() -> int:
 def start_service(setup: dict, port: int) -> subprocess.Popen:
     env = {**os.environ, "SHOPREC_PSEUDONYM_KEY": SECRET, "SHOPREC_ADMIN_KEY": KEY,
            "SHOPREC_RATE_LIMIT_PER_S": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "shoprec.serve_cli", "serve", "--db", setup["url"], "--model", setup["model"],
+    cmd = [sys.executable, "-m", "shoprec.cli", "serve", "--db", setup["url"], "--model", setup["model"],
            "--port", str(port), "--quiet"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

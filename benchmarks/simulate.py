@@ -45,14 +45,14 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out or str(RESULTS / ("simulate" if args.scenario == "default" else f"simulate_{args.scenario}"))
 
-    from shoprec.simulate_cli import main as simulate
+    from shoprec.cli import main as shoprec_main
 
     argv = ["--policies", args.policies, "--rounds", str(args.rounds), "--seeds", str(args.seeds),
             "--shoppers", str(args.shoppers), "--ope-rounds", str(args.ope_rounds), "--data", "demo",
             "--json", f"{out}.json", "--plot", f"{out}.png", *SCENARIOS[args.scenario]]
     print("command: shoprec simulate " + " ".join(argv), flush=True)
     t0 = time.perf_counter()
-    code = simulate(argv)
+    code = shoprec_main(["simulate", *argv])
     print(f"\ntotal time {time.perf_counter() - t0:.0f}s", flush=True)
     return code
 

@@ -119,6 +119,37 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...] | list[str],
     return str(value)
 
 
+def check_bool(name: str, value: object, where: str = "") -> bool:
+    """Validate a flag: True or False, nothing else (not 1, not "yes")."""
+    if not isinstance(value, bool):
+        place = f" of {where}" if where else ""
+        raise ConfigError(f"The {name!r} parameter{place} must be a bool. Got {value!r} instead.")
+    return value
+
+
+def check_optional_str(name: str, value: object, where: str = "") -> str | None:
+    """Validate an optional string (a path, say): a str or None."""
+    if value is not None and not isinstance(value, str):
+        place = f" of {where}" if where else ""
+        raise ConfigError(f"The {name!r} parameter{place} must be a str path or None. Got {value!r} instead.")
+    return value
+
+
+def check_param_names(where: str, params: dict, known: dict | list) -> None:
+    """Refuse parameter names that `where` does not have, in one line that names the first,
+    suggests the closest known name and lists the known ones."""
+    import difflib
+
+    unknown = [key for key in params if key not in known]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    listing = ", ".join(known) if known else "none"
+    raise ConfigError(f"{where} has no parameter {key!r}.{hint} Its parameters: {listing}.")
+
+
 def _is_np_int(value: object) -> bool:
     import numpy as np
 

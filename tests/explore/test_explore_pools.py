@@ -78,3 +78,22 @@ def test_pool_config_and_shapes_are_checked():
     with pytest.raises(DataError, match="exploit_scores has 120 items but item_features has 119"):
         build_candidates(np.zeros((1, 120)), features[:119], np.zeros((1, 1, 4)), np.ones((1, 1), bool),
                          popularity, np.array([], int), np.zeros(120))
+
+
+@pytest.mark.parametrize("method, expected", [("kmeans", 3), ("mixture", 2)])
+def test_both_interest_methods_cover_two_separate_tastes(method, expected):
+    # k-means uses as many centres as the history allows (20 items // 3 = 6, at most 3); the
+    # Gaussian mixture chooses their number by BIC and finds the two tastes.
+    rng = np.random.default_rng(0)
+    tea, garden = np.eye(8)[0], np.eye(8)[1]
+    features = np.vstack([tea + 0.05 * rng.standard_normal((10, 8)), garden + 0.05 * rng.standard_normal((10, 8))])
+    centres, valid = history_interests(features, [np.arange(20)], max_interests=3, method=method)
+    assert valid[0].sum() == expected
+    found = centres[0][valid[0]]
+    assert {int(np.argmax(c)) for c in found} == {0, 1}
+    np.testing.assert_allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-6)
+
+
+def test_an_unknown_interest_method_is_refused():
+    with pytest.raises(ConfigError, match="'method'"):
+        history_interests(np.eye(3), [np.arange(3)], method="spectral")

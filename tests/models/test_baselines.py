@@ -1,4 +1,5 @@
-"""The baseline models: the conformance suite for each, then hand-worked checks per model."""
+"""The baseline models: hand-worked checks per model (their conformance classes are in
+test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conformance import RecommenderConformance
 
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import Interactions
@@ -15,77 +15,7 @@ from shoprec.models import knn
 from shoprec.models.ease import EASE
 from shoprec.models.knn import ItemKNN, UserKNN, keep_top_per_row
 from shoprec.models.mf import ALS, BPR
-from shoprec.models.popularity import Popularity, RandomRecommender, RecentPopularity
 from shoprec.models.registry import make_model, model_names
-
-
-# ---- conformance -------------------------------------------------------------------------------
-class TestPopularity(RecommenderConformance):
-    personalised = False
-    beats_popularity = False
-
-    def make_model(self):
-        return Popularity()
-
-
-class TestRecentPopularity(RecommenderConformance):
-    personalised = False
-    beats_popularity = False
-
-    def make_model(self):
-        return RecentPopularity(window_days=30)
-
-
-class TestRandom(RecommenderConformance):
-    personalised = False
-    beats_random = False
-    beats_popularity = False
-    repeatable = False
-
-    def make_model(self):
-        return RandomRecommender(seed=3)
-
-
-class TestItemKNN(RecommenderConformance):
-    def make_model(self):
-        return ItemKNN(neighbors=20, shrink=1.0)
-
-
-class TestItemKNNWithEventWeights(RecommenderConformance):
-    def make_model(self):
-        return ItemKNN(
-            neighbors=20, shrink=1.0, weighting="events", event_weights={"purchase": 4.0}
-        )
-
-
-class TestUserKNN(RecommenderConformance):
-    def make_model(self):
-        return UserKNN(neighbors=30, min_similarity=0.05)
-
-
-class TestUserKNNWithEventWeights(RecommenderConformance):
-    def make_model(self):
-        return UserKNN(neighbors=30, weighting="events", event_weights="view=1,purchase=5")
-
-
-class TestEASE(RecommenderConformance):
-    def make_model(self):
-        return EASE(l2=10.0)
-
-
-class TestALS(RecommenderConformance):
-    def make_model(self):
-        return ALS(factors=16, iterations=10, seed=1)
-
-
-class TestALSWithEventWeights(RecommenderConformance):
-    def make_model(self):
-        return ALS(factors=16, iterations=10, seed=1, weighting="events")
-
-
-class TestBPR(RecommenderConformance):
-    def make_model(self):
-        return BPR(factors=16, iterations=50, seed=1)
 
 
 # ---- helpers -----------------------------------------------------------------------------------

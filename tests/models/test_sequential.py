@@ -10,16 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conformance import RecommenderConformance
 
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import Catalogue, Interactions
 from shoprec.data.split import leave_one_out
 from shoprec.errors import ConfigError, ModelFormatError
 from shoprec.models.base import Recommender
-from shoprec.models.neural import NCF, Caser
-from shoprec.models.sasrec import TransformerRecommender
-from shoprec.models.torch_utils import epoch_batches, epoch_order, gap_buckets, resolve_device
+from shoprec.models.caser import Caser
+from shoprec.models.ncf import NCF
+from shoprec.models.neural.device import resolve_device
+from shoprec.models.neural.distributed import epoch_batches, epoch_order
+from shoprec.models.neural.sequences import gap_buckets
+from shoprec.models.transformer import TransformerRecommender
 
 FAST = {"epochs": 3, "batch_size": 4, "device": "cpu", "seed": 0}
 
@@ -37,41 +39,6 @@ def transformer(**kw) -> TransformerRecommender:
     params = dict(d=16, n_layers=1, n_heads=1, max_len=8, dropout=0.1, lr=5e-3, **FAST)
     params.update(kw)
     return TransformerRecommender(**params)
-
-
-# ---- the shared contract -------------------------------------------------------------------
-class _QualitySizes:
-    """Sizes for the synthetic shop (300 x 120): enough epochs to learn its four tastes."""
-
-    uses_valid = True
-
-
-class TestTransformer(_QualitySizes, RecommenderConformance):
-    def make_model(self):
-        return TransformerRecommender(
-            d=16, n_layers=1, max_len=12, dropout=0.1, lr=1e-2, epochs=12, batch_size=32,
-            patience=3, device="cpu", seed=0,
-        )
-
-
-class TestTransformerPreLN(_QualitySizes, RecommenderConformance):
-    def make_model(self):
-        return TransformerRecommender(
-            d=16, n_layers=1, max_len=12, dropout=0.1, lr=1e-2, epochs=12, batch_size=32,
-            patience=3, block="pre_ln", device="cpu", seed=0,
-        )
-
-
-class TestNCF(_QualitySizes, RecommenderConformance):
-    def make_model(self):
-        return NCF(d=16, hidden=(16, 8), dropout=0.0, max_len=12, lr=1e-2, epochs=12, batch_size=32,
-                   n_negatives=32, patience=3, device="cpu", seed=0)
-
-
-class TestCaser(_QualitySizes, RecommenderConformance):
-    def make_model(self):
-        return Caser(d=16, window=3, n_v=2, n_h=4, dropout=0.1, max_len=12, lr=1e-2, epochs=12,
-                     batch_size=32, patience=3, device="cpu", seed=0)
 
 
 # ---- determinism, checkpoints, resuming ----------------------------------------------------
@@ -206,7 +173,7 @@ def test_sampled_softmax_trains_and_the_loss_decreases(synthetic_shop):
 
 
 def test_sampled_loss_applies_the_logq_correction():
-    from shoprec.models.torch_utils import sequence_loss
+    from shoprec.models.neural.losses import sequence_loss
 
     class Dot(torch.nn.Module):
         def __init__(self):
@@ -276,7 +243,7 @@ def test_partial_fit_survives_save_and_load(tiny_shop, tmp_path):
 @pytest.fixture
 def hashed_text(monkeypatch):
     """Replace MiniLM by the dependency-free hashed bag of words (same interface)."""
-    encoder = pytest.importorskip("shoprec.text.encoder")
+    from shoprec.text import encoder
 
     def fake(items, catalogue, cache_dir=None, encoder_=None):
         texts = encoder.item_text(catalogue, items)

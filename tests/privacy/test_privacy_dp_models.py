@@ -1,62 +1,18 @@
-"""The private models: the conformance suite, their privacy reports, and refused budgets."""
+"""The private models: their privacy reports and refused budgets (their conformance classes are
+in tests/models/test_conformance.py)."""
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from conformance import RecommenderConformance
 
 from shoprec.errors import ConfigError
 from shoprec.models.base import Recommender
 from shoprec.privacy.dp_counts import DPPopularity
 from shoprec.privacy.dpmf import DPMF
 from shoprec.privacy.dptransformer import DPTransformer
-from shoprec.privacy.sharded import ShardedRecommender
-
-
-class TestDPMFWithoutPrivacy(RecommenderConformance):
-    """The reference configuration (epsilon = inf) is a full recommender."""
-
-    def make_model(self):
-        return DPMF(factors=16, epochs=30, batch_size=32, lr=1e-2, seed=0)
-
-
-class TestDPMFPrivate(RecommenderConformance):
-    """Private at epsilon = 8: on 300 shoppers the noise leaves no accuracy to test."""
-
-    beats_random = False
-    beats_popularity = False
-
-    def make_model(self):
-        return DPMF(factors=8, epochs=2, batch_size=4, lr=1e-2, target_epsilon=8.0, seed=0)
-
-
-class TestDPTransformerWithoutPrivacy(RecommenderConformance):
-    slow = True
-
-    def make_model(self):
-        return DPTransformer(d=16, n_layers=1, max_len=20, epochs=15, batch_size=32, lr=3e-3, seed=0)
-
-
-class TestDPPopularity(RecommenderConformance):
-    personalised = False
-    beats_popularity = False
-
-    def make_model(self):
-        return DPPopularity(epsilon=4.0, max_items_per_user=20)
-
-
-class TestSISA(RecommenderConformance):
-    """Shard-wise training (for exact erasure) is still a full recommender."""
-
-    def make_model(self):
-        return ShardedRecommender(base="ease", n_shards=2, base_params={"l2": 10.0})
 
 
 def test_dp_transformer_trains_privately_and_keeps_its_report_when_saved(tiny_shop, tmp_path):

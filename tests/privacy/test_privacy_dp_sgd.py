@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from shoprec.errors import ConfigError
-from shoprec.privacy.dp import (
+from shoprec.privacy.accountant import (
     PrivacyReport,
     check_budget,
     default_delta,
     noise_multiplier_for,
     plan_dp_sgd,
-    train_per_user,
 )
+from shoprec.privacy.dp import train_per_user
 
 
 @pytest.mark.parametrize(

@@ -140,10 +140,10 @@ def test_forgetting_an_unknown_shopper_changes_nothing(stored_shop):
 
 
 def test_a_model_with_undeclared_per_shopper_state_is_refused(tiny_shop, tmp_path, monkeypatch):
-    from shoprec.privacy import erasure
+    from shoprec.models import mf
 
     path = make_model("als", factors=2, iterations=1).fit(tiny_shop).save(tmp_path / "als.npz")
-    monkeypatch.delitem(erasure.KNOWN_PER_USER_STATE, "als")
+    monkeypatch.delattr(mf._Factorisation, "per_user_state")
     with pytest.raises(ConfigError, match="per-shopper state is not declared"):
         forget_in_model_file(path, ["u1"])
 

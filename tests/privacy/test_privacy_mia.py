@@ -16,7 +16,7 @@ class _Memoriser:
         self.trained = {tuple(h) for h in trained}
         self.n_items = n_items
 
-    def _score_histories(self, histories, events=None):
+    def score_histories(self, histories, events=None):
         out = np.zeros((len(histories), self.n_items))
         for r, h in enumerate(histories):
             if tuple(h) in self.trained:
@@ -28,7 +28,7 @@ class _Oblivious:
     def __init__(self, n_items):
         self.n_items = n_items
 
-    def _score_histories(self, histories, events=None):
+    def score_histories(self, histories, events=None):
         return np.tile(np.linspace(0, 1, self.n_items), (len(histories), 1))
 
 

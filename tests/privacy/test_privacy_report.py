@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from shoprec.cli import main
 from shoprec.errors import ConfigError
 from shoprec.privacy.report import (
     ReportSettings,
@@ -16,7 +17,6 @@ from shoprec.privacy.report import (
     plot_report,
     privacy_report,
 )
-from shoprec.cli import main
 
 
 def test_epsilons_parse_with_infinity_and_reject_nonsense():

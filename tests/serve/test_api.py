@@ -10,9 +10,9 @@ import pytest
 from serve_helpers import ADMIN, event, recommend
 from sqlalchemy import create_engine, text
 
+from shoprec.explore.slate import Slate
 from shoprec.models.popularity import Popularity
 from shoprec.privacy.pseudonym import Pseudonymizer
-from shoprec.serve.exploration import Slate
 
 
 def _ids(body: dict) -> list[str]:
@@ -140,10 +140,12 @@ class _AlwaysExploreLast:
     def __init__(self) -> None:
         self.rewards: list[tuple[str, float]] = []
 
-    def choose(self, item_ids, scores, k, exploration, rng):
+    def choose(self, items, item_ids, scores, k, exploration, rng):
         n = min(k, len(item_ids))
-        positions = np.r_[np.arange(n - 1), len(item_ids) - 1]
-        return Slate(positions, np.r_[np.ones(n - 1), 0.25], np.r_[np.zeros(n - 1, bool), True])
+        columns = np.r_[np.arange(n - 1), len(item_ids) - 1]
+        explored = np.r_[np.zeros(n - 1, bool), True]
+        return Slate(items[columns], scores[columns], np.r_[np.ones(n - 1), 0.25], explored,
+                     ["exploit"] * (n - 1) + ["exploring: uncertain"], exploration, {}, self.name, columns)
 
     def update(self, item_id, reward):
         self.rewards.append((item_id, reward))

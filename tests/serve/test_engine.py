@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from shoprec.errors import NotFittedError, UnknownIdError
+from shoprec.explore.serving import GreedyPolicy
 from shoprec.models.knn import ItemKNN
 from shoprec.serve.ann import ItemIndex, item_vectors
-from shoprec.serve.engine import ServingEngine, _diversify
-from shoprec.serve.exploration import GreedyPolicy, SlatePolicy, load_policy
+from shoprec.serve.engine import ServingEngine, _diversify_by_category
 
 
 @pytest.fixture
@@ -55,8 +55,8 @@ def test_empty_filters_give_an_empty_slate(engine):
 def test_diversify_weight_zero_keeps_score_order_and_one_alternates_categories():
     scores = np.array([0.9, 0.8, 0.7, 0.2])
     cats = np.array(["a", "a", "a", "b"], dtype=object)
-    assert list(_diversify(scores, cats, 2, 0.0)) == [0, 1, 2, 3]
-    assert list(_diversify(scores, cats, 2, 1.0))[:2] == [0, 3]
+    assert list(_diversify_by_category(scores, cats, 2, 0.0)) == [0, 1, 2, 3]
+    assert list(_diversify_by_category(scores, cats, 2, 1.0))[:2] == [0, 3]
 
 
 def test_without_a_model_the_engine_says_what_to_do():
@@ -91,9 +91,3 @@ def test_hnsw_finds_what_exact_search_finds():
     idx, sims = exact.search(vectors[7], 3)
     assert idx[0] == 7 and sims[0] == pytest.approx(1.0, abs=1e-5)
 
-
-def test_default_policy_satisfies_the_seam():
-    policy = load_policy(seed=0)
-    assert isinstance(policy, SlatePolicy)
-    slate = policy.choose(["a", "b", "c", "d"], np.array([4.0, 3.0, 2.0, 1.0]), 2, 0.0, np.random.default_rng(0))
-    assert len(slate.positions) == 2 and np.all((slate.propensities > 0) & (slate.propensities <= 1))

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shoprec.cli import main
+from shoprec.cli.serve import add_parser as add_serve_parser
 from shoprec.data.readers import LoadedData
 from shoprec.data.schema import Catalogue, Interactions, QualityReport
 from shoprec.serve import demo
 from shoprec.serve.storage import Store
-from shoprec.serve_cli import add_serve_parser, main
 
 
 @pytest.fixture

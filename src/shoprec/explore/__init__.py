@@ -2,18 +2,20 @@
 
 - `pools`: candidate pools (exploit top-N, long-tail items near each interest, new items reachable
   through their text, trending items).
+- `config`: `PolicyConfig`, how a policy is set up.
 - `policies`: greedy, epsilon-greedy, UCB, softmax, LinUCB, linear Thompson sampling and the
   dynamic policy, over one shared online learner.
 - `weighting`: the dynamic exploration weight and its signals.
 - `slate`: exploration budget, MMR and calibrated re-ranking, propensities, the Slate result.
 - `state`: per-shopper posteriors and per-item statistics as plain arrays (Sherman-Morrison
   updates, `to_arrays` / `from_arrays`).
-- `serving`: the policy the HTTP service plugs in (`serving_policy`).
+- `serving`: the per-request slate policies the HTTP service runs (`ItemUCBPolicy`, `GreedyPolicy`).
 
 See docs/exploration.md for the rules and the benchmark.
 """
 
-from shoprec.explore.policies import POLICY_KINDS, Policy, PolicyConfig, examination
+from shoprec.explore.config import POLICY_KINDS, PolicyConfig, examination
+from shoprec.explore.policies import Policy
 from shoprec.explore.pools import (
     SOURCES,
     Candidates,
@@ -21,7 +23,7 @@ from shoprec.explore.pools import (
     build_candidates,
     history_interests,
 )
-from shoprec.explore.serving import serving_policy
+from shoprec.explore.serving import GreedyPolicy, ItemUCBPolicy, SlatePolicy, serving_policy
 from shoprec.explore.slate import Slate, SlateBatch, SlateConfig, calibrated_rerank, mmr_rerank
 from shoprec.explore.state import (
     BanditConfig,
@@ -40,7 +42,9 @@ __all__ = [
     "BanditConfig",
     "Calibrator",
     "Candidates",
+    "GreedyPolicy",
     "ItemStats",
+    "ItemUCBPolicy",
     "Policy",
     "PolicyConfig",
     "PoolConfig",
@@ -49,6 +53,7 @@ __all__ = [
     "Slate",
     "SlateBatch",
     "SlateConfig",
+    "SlatePolicy",
     "WeightConfig",
     "build_candidates",
     "calibrated_rerank",

@@ -1,25 +1,75 @@
-"""The policy the HTTP service plugs in through `shoprec.serve.exploration.load_policy`.
+"""The slate policies the HTTP service runs per request: `ItemUCBPolicy` (its default) and
+`GreedyPolicy`, behind the `SlatePolicy` protocol.
 
-The service gives ranked candidates (item ids and scores, best first), the slate size and the
-request's exploration weight w in [0, 1]. The slate keeps the top of the ranking in the exploit
-slots; a Binomial(budget, w) number of exploration slots (placed as in `shoprec.explore.slate`)
-show the candidates outside the top k with the best item-level UCB on their observed click rate.
-The choice among candidates is deterministic given the number of exploration slots, so every
-propensity is exact: the sum of the binomial probabilities of the counts under which the item
-lands in that slot.
+The service ranks candidates (item indices and scores, best first) and gives the slate size and
+the request's exploration weight w in [0, 1]; a slate policy picks the k shown, says which were
+exploration, and gives each shown item its propensity (the probability that this policy shows it
+there), which the service logs with the impression so that off-policy estimators can evaluate
+other policies later. Both return `shoprec.explore.slate.Slate`.
 
-Per-shopper posteriors (`shoprec.explore.Policy`) need item embeddings and shopper rows; the
-service can move to them when it keeps those. This one needs only item ids.
+`ItemUCBPolicy` keeps the top of the ranking in the exploit slots; a Binomial(budget, w) number
+of exploration slots (placed as in `shoprec.explore.slate`) show the candidates outside the top
+k with the best item-level UCB on their observed click rate. The choice among candidates is
+deterministic given the number of exploration slots, so every propensity is exact: the sum of
+the binomial probabilities of the counts under which the item lands in that slot. It keys its
+counts by item id, so they survive a model reload that renumbers the items.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from shoprec.errors import ConfigError, DataError, check_float, check_int
 from shoprec.explore.slate import Slate, SlateConfig, assemble, explore_positions
 
-__all__ = ["ItemUCBPolicy", "serving_policy"]
+__all__ = ["GreedyPolicy", "ItemUCBPolicy", "SlatePolicy", "serving_policy"]
+
+
+@runtime_checkable
+class SlatePolicy(Protocol):
+    """A policy that turns ranked candidates into a slate, and learns from feedback."""
+
+    name: str
+
+    def choose(self, items: np.ndarray, item_ids: Sequence[str], scores: np.ndarray, k: int,
+               exploration: float, rng: np.random.Generator) -> Slate:
+        """Pick min(k, len(items)) of the candidates (item indices, given best first, with their
+        ids and scores); exploration: the weight in [0, 1] (0 = exploit only)."""
+
+    def update(self, item_id: str, reward: float) -> None:
+        """Feedback on a shown item: 1 for a click/cart/purchase attributed to a slate."""
+
+
+def _check_candidates(items: np.ndarray, item_ids: Sequence[str], scores: np.ndarray, k: int,
+                      exploration: float, where: str) -> tuple[int, float]:
+    k = check_int("k", k, 1, 1000, where)
+    w = check_float("exploration", exploration, 0.0, 1.0, where)
+    n = len(items)
+    if len(scores) != n or len(item_ids) != n:
+        raise DataError(
+            f"items, item_ids and scores must have the same length. Got {n}, {len(item_ids)} and {len(scores)}."
+        )
+    if n == 0:
+        raise DataError("There are no candidates to choose from.")
+    return k, w
+
+
+class GreedyPolicy:
+    """The top k candidates as ranked; nothing explored; propensity 1 (it is deterministic)."""
+
+    name = "greedy"
+
+    def choose(self, items, item_ids, scores, k, exploration, rng) -> Slate:
+        k, _ = _check_candidates(items, item_ids, scores, k, exploration, "GreedyPolicy.choose")
+        cols = np.arange(min(k, len(items)))
+        return Slate(np.asarray(items, np.int64)[cols], np.asarray(scores, np.float64)[cols], np.ones(len(cols)),
+                     np.zeros(len(cols), bool), ["exploit"] * len(cols), 0.0, {}, self.name, cols)
+
+    def update(self, item_id: str, reward: float) -> None:  # nothing to learn
+        return None
 
 
 class ItemUCBPolicy:
@@ -47,18 +97,12 @@ class ItemUCBPolicy:
         rate = (clicks + self.prior_ctr * self.prior_strength) / (shows + self.prior_strength)
         return rate + self.c * np.sqrt(rate * (1 - rate) * np.log(total + 1.0) / (shows + 1.0))
 
-    def choose(self, item_ids: list[str], scores: np.ndarray, k: int, exploration: float,
-               rng: np.random.Generator) -> Slate:
-        """Pick min(k, len(item_ids)) candidates (given best first); see the module docstring."""
+    def choose(self, items, item_ids, scores, k, exploration, rng) -> Slate:
+        """See the module docstring."""
         from scipy.stats import binom
 
-        k = check_int("k", k, 1, 1000, "ItemUCBPolicy.choose")
-        w = check_float("exploration", exploration, 0.0, 1.0, "ItemUCBPolicy.choose")
-        n = len(item_ids)
-        if len(scores) != n:
-            raise DataError(f"item_ids and scores must have the same length. Got {n} and {len(scores)}.")
-        if n == 0:
-            raise DataError("There are no candidates to choose from.")
+        k, w = _check_candidates(items, item_ids, scores, k, exploration, "ItemUCBPolicy.choose")
+        n = len(items)
         k_eff = min(k, n)
         first = min(self.slate.first_explore_slot, k_eff - 1)
         positions = explore_positions(k_eff, min(self.slate.explore_budget, k_eff - first), first)
@@ -73,12 +117,12 @@ class ItemUCBPolicy:
         for mm in range(cap + 1):
             alt, _ = assemble(exploit, explore, np.array([mm]), positions, k_eff)
             prop += binom.pmf(mm, cap, w) * (alt[0] == slots[0])
-        shown = [item_ids[i] for i in slots[0]]
-        for item in shown:
-            self.impressions[item] = self.impressions.get(item, 0.0) + 1.0
+        cols = slots[0].copy()
+        for col in cols:
+            self.impressions[item_ids[col]] = self.impressions.get(item_ids[col], 0.0) + 1.0
         reasons = ["exploring: uncertain" if e else "exploit" for e in explored[0]]
-        return Slate(slots[0].copy(), np.asarray(scores, np.float64)[slots[0]], prop, explored[0].copy(),
-                     reasons, w, {}, self.name)
+        return Slate(np.asarray(items, np.int64)[cols], np.asarray(scores, np.float64)[cols], prop,
+                     explored[0].copy(), reasons, w, {}, self.name, cols)
 
     def update(self, item_id: str, reward: float) -> None:
         """Record a reward (1 for a click, cart or purchase) for a shown item."""
@@ -88,5 +132,5 @@ class ItemUCBPolicy:
 
 
 def serving_policy(seed: int = 0) -> ItemUCBPolicy:
-    """The service's slate policy (see `shoprec.serve.exploration.SlatePolicy`)."""
+    """The service's default slate policy."""
     return ItemUCBPolicy(seed=seed)

@@ -156,11 +156,13 @@ def assemble(exploit_order: np.ndarray, explore_order: np.ndarray, n_explore: np
 
 @dataclass
 class Slate:
-    """One request's slate, in display order.
+    """One request's slate, in display order: what every policy returns, batch or per request.
 
-    items: item indices; scores: the policy's posterior mean reward of each; propensities: the
-    probability that the policy shows that item in that slot; explored: exploratory or not;
-    reasons: why each item is there; weight: the exploration weight used, with its signals.
+    items: item indices; scores: the policy's score of each (posterior mean reward, or the
+    ranking's score); propensities: the probability that the policy shows that item in that
+    slot; explored: exploratory or not; reasons: why each item is there; weight: the exploration
+    weight used, with its signals; columns: each item's position in the candidate list the
+    policy was given.
     """
 
     items: np.ndarray
@@ -171,11 +173,7 @@ class Slate:
     weight: float
     weight_signals: dict[str, float] = field(default_factory=dict)
     policy: str = ""
-
-    @property
-    def positions(self) -> np.ndarray:
-        """Alias for the service seam: columns of the candidate list it was given."""
-        return self.items
+    columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
@@ -229,7 +227,8 @@ class SlateBatch:
         reasons = [r for r, ok in zip(self.reasons(i), keep) if ok]
         return Slate(self.items[i][keep].copy(), self.scores[i][keep].copy(), self.propensities[i][keep].copy(),
                      self.explored[i][keep].copy(), reasons, float(self.weight[i]),
-                     {key: float(v[i]) for key, v in self.weight_signals.items()}, self.policy)
+                     {key: float(v[i]) for key, v in self.weight_signals.items()}, self.policy,
+                     self.columns[i][keep].copy())
 
     @property
     def explore_share(self) -> float:

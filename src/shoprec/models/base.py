@@ -4,7 +4,19 @@ A model is built from hyperparameters only (the constructor stores them and does
 learns its state in `fit`, and scores items for histories of item indices. Everything else
 (recommend for a user id, recommend for a raw history, score given items, save, load) is
 provided here once, so that a new model writes three methods: `_fit`, `_score_histories`, and
-`_get_state`/`_set_state` for persistence.
+`_get_state`/`_set_state` for persistence, plus `_check_params` when it has parameters.
+
+The contract, in the order a model meets it:
+
+- hyperparameters: either keyword arguments of `__init__` stored as attributes (small models),
+  or the fields of a frozen dataclass named by `config_class` (the torch models); `get_params`
+  and `param_defaults` list them either way, and `param_docs` gives one line each.
+- `_check_params()`: the one validation hook. `fit` and `load` call it first; it raises
+  ConfigError naming the parameter, its allowed values and what came.
+- `per_user_state`: which saved arrays hold per-shopper data, so that erasure can remove a
+  shopper from a saved model. Every model declares it (`PerUserState()` for none).
+- `score_histories` and `is_fitted`: the public hooks other layers (the service, evaluation,
+  privacy attacks) use.
 
 Saved models are a single `.npz` file of plain arrays plus a JSON header (format version, model
 name, parameters); it is read with `allow_pickle=False`, so loading an untrusted file cannot
@@ -13,8 +25,12 @@ run code.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,34 +46,91 @@ from shoprec.errors import (
     NotFittedError,
     UnknownIdError,
     check_int,
+    check_param_names,
 )
 
 FORMAT_VERSION = 1
 MAX_K = 10_000
 
+_DOC_LINE = re.compile(r"^\s*([a-z_][a-z0-9_]*(?:\s*,\s*[a-z_][a-z0-9_]*)*)\s*:\s*(\S.*)$")
+
+
+def _doc_entries(doc: str) -> list[tuple[list[str], str]]:
+    """(names, text) of each `name: text` (or `a, b: text`) line of a docstring, with the more
+    indented lines that follow it joined to its text."""
+    entries: list[tuple[list[str], str]] = []
+    indent = None
+    for line in doc.splitlines():
+        match = _DOC_LINE.match(line)
+        depth = len(line) - len(line.lstrip())
+        if match and (indent is None or depth <= indent):
+            entries.append((re.split(r"\s*,\s*", match.group(1)), match.group(2).strip()))
+            indent = depth
+        elif entries and indent is not None and depth > indent and line.strip():
+            names, text = entries[-1]
+            entries[-1] = (names, f"{text} {line.strip()}")
+        else:
+            indent = None
+    return entries
+
+
+@dataclass(frozen=True)
+class PerUserState:
+    """Which arrays of a model's saved state hold per-shopper data (what erasure removes).
+
+    rows: arrays indexed by user on axis 0. csr: prefixes of user x item csr matrices saved as
+    <prefix>_data, <prefix>_indices and <prefix>_indptr. The user vocabulary and the seen-items
+    matrix every model keeps are handled for all models and are not listed here.
+    """
+
+    rows: tuple[str, ...] = ()
+    csr: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rows or self.csr)
+
 
 class Recommender(ABC):
     """Fit on a Dataset; score and recommend items for known users or raw histories.
 
-    Subclasses set `name`, store hyperparameters in `__init__`, and implement `_fit`,
-    `_score_histories` and (if they have learned arrays) `_get_state` / `_set_state`.
-    Models whose state is per-user (for example matrix factorisation) may also override
-    `_score_known_users` to use it.
+    Subclasses set `name` and `per_user_state`, declare their hyperparameters (constructor
+    arguments, or `config_class`), and implement `_fit`, `_score_histories`, `_check_params` and
+    (if they have learned arrays) `_get_state` / `_set_state`. Models whose state is per-user
+    (for example matrix factorisation) may also override `_score_known_users` to use it.
     """
 
     name: ClassVar[str] = "base"
     #: True when the model reads order and event types of histories (sequence models).
     sequential: ClassVar[bool] = False
+    #: A frozen dataclass whose fields are the model's hyperparameters (None: the constructor's
+    #: keyword arguments are). `fit` builds it from the parameters, validated, as `config_`.
+    config_class: ClassVar[type | None] = None
+    #: The saved arrays that hold per-shopper data; every concrete model declares it.
+    per_user_state: ClassVar[PerUserState]
 
     # ---- fitted state shared by every model ------------------------------------------------
     users_: Vocabulary
     items_: Vocabulary
     seen_: sp.csr_matrix  # user x item, 1 where the user interacted in training
 
+    def __init__(self, **params: Any) -> None:
+        """Store the hyperparameters: the fields of `config_class` (defaults for those not given).
+
+        Models without a `config_class` define their own `__init__`. Validation waits for
+        `fit` (`_check_params`); an unknown name is refused at once, as Python would.
+        """
+        defaults = self.param_defaults()
+        check_param_names(type(self).__name__, params, defaults)
+        for key, default in defaults.items():
+            value = params.get(key, default)
+            # Tuples are kept as lists, as a saved model's JSON header gives them back.
+            setattr(self, key, list(value) if isinstance(value, tuple) else value)
+
     # ---- what subclasses implement ---------------------------------------------------------
     @abstractmethod
     def _fit(self, train: Dataset, valid: sp.csr_matrix | None = None) -> None:
-        """Learn the model's state from `train` (vocabularies are already set).
+        """Learn the model's state from `train` (vocabularies are already set, parameters checked).
 
         valid: optional held-out targets (user x item indicators, same vocabularies) that models
         with early stopping score against, predicting from the `train` histories.
@@ -73,6 +146,16 @@ class Recommender(ABC):
         already-seen items, so a model need not.
         """
 
+    def _check_params(self) -> None:
+        """The one validation hook, called by `fit` and `load` before anything else.
+
+        Raises ConfigError naming a bad parameter. With a `config_class`, builds the frozen,
+        validated `config_` from the parameters (the dataclass validates itself); models with
+        constructor parameters override this.
+        """
+        if self.config_class is not None:
+            self.config_ = self.config_class(**self.get_params())
+
     def _get_state(self) -> dict[str, np.ndarray]:
         """Learned arrays to save (plain numeric or str arrays, no objects)."""
         return {}
@@ -87,16 +170,52 @@ class Recommender(ABC):
         return self._score_histories(histories, events)
 
     # ---- parameters ------------------------------------------------------------------------
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """Every hyperparameter with its default, in declaration order."""
+        if cls.config_class is not None:
+            return {
+                f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+                for f in dataclasses.fields(cls.config_class)
+                if f.init
+            }
+        if cls.__init__ is Recommender.__init__:
+            return {}
+        sig = inspect.signature(cls.__init__)
+        return {
+            p.name: None if p.default is p.empty else p.default
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    @classmethod
+    def param_docs(cls) -> dict[str, str]:
+        """One line per hyperparameter, from the `name: text` entries of the docstrings that
+        document them (the config class's and its bases', else the model's and its bases');
+        an entry's indented continuation lines are joined to it."""
+        sources = list(cls.config_class.__mro__) if cls.config_class is not None else []
+        sources += [k for k in cls.__mro__ if issubclass(k, Recommender)]
+        names = cls.param_defaults()
+        docs: dict[str, str] = {}
+        for source in sources:
+            for keys, text in _doc_entries(source.__doc__ or ""):
+                for key in keys:
+                    if key in names and key not in docs:
+                        docs[key] = text
+        return {key: docs.get(key, "") for key in names}
+
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters as given to the constructor (scikit-learn style)."""
-        import inspect
-
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+        return {p: getattr(self, p) for p in self.param_defaults() if hasattr(self, p)}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the model was fitted (or loaded) and can score."""
+        return getattr(self, "_fitted", False)
 
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: sp.csr_matrix | None = None) -> Recommender:
@@ -109,10 +228,8 @@ class Recommender(ABC):
             raise ConfigError(f"fit expects a shoprec Dataset. Got {type(train).__name__} instead.")
         if len(train) == 0:
             raise EmptyDataError(f"Cannot fit {self.name} on an empty dataset ({train.name}).")
-        self.users_ = train.users
-        self.items_ = train.items
-        self.seen_ = train.matrix(binary=True)
-        self._remember_histories(train)
+        self._check_params()
+        self._adopt(train)
         if valid is not None and valid.shape != (train.n_users, train.n_items):
             raise ConfigError(
                 f"valid must be a {train.n_users} x {train.n_items} matrix. Got {valid.shape} instead."
@@ -121,12 +238,16 @@ class Recommender(ABC):
         self._fitted = True
         return self
 
-    def _remember_histories(self, data: Dataset) -> None:
+    def _adopt(self, data: Dataset) -> None:
+        """Take the vocabularies, seen items and ordered histories of the training data."""
+        self.users_ = data.users
+        self.items_ = data.items
+        self.seen_ = data.matrix(binary=True)
         self._train_histories = data.sequences()
         self._train_events = np.split(data.event, data.indptr[1:-1])
 
     def _check_fitted(self) -> None:
-        if not getattr(self, "_fitted", False):
+        if not self.is_fitted:
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted yet; call fit(train) or load(path) first."
             )
@@ -154,6 +275,17 @@ class Recommender(ABC):
         ptr = history.indptr
         histories = [history.item_idx[ptr[u] : ptr[u + 1]] for u in users]
         events = [history.event[ptr[u] : ptr[u + 1]] for u in users]
+        return self._score_histories(histories, events)
+
+    def score_histories(
+        self, histories: list[np.ndarray], events: list[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Scores (len(histories), n_items) for histories of item indices, oldest first.
+
+        The batch hook other layers use (the service, privacy attacks): no id lookups, no
+        masking. `events` holds the matching event codes when known.
+        """
+        self._check_fitted()
         return self._score_histories(histories, events)
 
     def score_history(self, items: list[str] | np.ndarray, events: list[str] | None = None) -> np.ndarray:
@@ -215,6 +347,23 @@ class Recommender(ABC):
         return [(str(i), float(s)) for i, s in zip(ids, scores[top])]
 
     # ---- persistence -----------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The learned state as plain arrays (what `save` stores, without the vocabularies)."""
+        self._check_fitted()
+        return dict(self._get_state())
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: dict[str, np.ndarray], data: Dataset) -> Recommender:
+        """A fitted model from its parameters, its `state_arrays` and the dataset it was fitted on
+        (vocabularies, seen items and ordered histories come from `data`): how a model that
+        nests others (the SISA ensemble) restores them."""
+        model = cls(**params)
+        model._check_params()
+        model._adopt(data)
+        model._set_state(state)
+        model._fitted = True
+        return model
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to one `.npz` file (safe to load: no pickle)."""
         self._check_fitted()
@@ -226,7 +375,7 @@ class Recommender(ABC):
             "format_version": FORMAT_VERSION,
             "model": self.name,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "params": _jsonable(self.get_params()),
+            "params": jsonable_params(self.get_params()),
         }
         arrays: dict[str, np.ndarray] = {
             "__meta__": np.array(json.dumps(meta)),
@@ -277,6 +426,7 @@ class Recommender(ABC):
             raise ModelFormatError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}.")
         try:
             model = klass(**meta["params"])
+            model._check_params()
             model.users_ = Vocabulary(arrays.pop("__users__"), "user")
             model.items_ = Vocabulary(arrays.pop("__items__"), "item")
             indptr, indices = arrays.pop("__seen_indptr__"), arrays.pop("__seen_indices__")
@@ -297,7 +447,7 @@ class Recommender(ABC):
         return model
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+def jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in params.items():
         if isinstance(v, (np.integer,)):
@@ -320,3 +470,4 @@ def histories_to_csr(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
+

@@ -1,28 +1,15 @@
-"""Content-based recommendation from product text, and the item cold-start protocol.
+"""Content-based recommendation from product text.
 
 `TextContentRecommender` ("text") embeds every catalogue item's "title. category" with MiniLM
 (`shoprec.text.encoder`) and scores items by cosine similarity to a recency-weighted mix of the
 shopper's last items. It needs no interaction with an item to score it, so it ranks items that
-never appeared in training (new products) like any other: that is its use for cold start.
-
-Cold-start protocol (`hold_out_items` + `cold_start_evaluate`), the usual item cold-start setting:
-
-1. Hold out a seeded random `fraction` of the items that have events; remove every event with
-   them from training. Vocabularies stay whole, so held-out items are in the item space (they
-   are in the catalogue) but no model saw anyone interact with them.
-2. Targets are each user's interactions with held-out items. The users evaluated are those with
-   at least one target and at least one training event (a history to start from); their
-   histories are their training events, that is all their events on the other items.
-3. Each evaluated user's scores over ALL catalogue items are ranked, excluding the items in
-   their training history, and Recall@K = (targets in the top K) / (number of targets),
-   averaged over users (`shoprec.evaluate.metrics`). Optionally (`candidates="held_out"`) only
-   the held-out items are ranked, which asks "which new item" rather than "new or old".
+never appeared in training (new products) like any other: that is its use for cold start
+(`cold_start_scores`, and the protocol in `shoprec.evaluate.cold_start`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,13 +20,12 @@ from shoprec.data.vocab import Vocabulary
 from shoprec.errors import (
     ConfigError,
     DataError,
-    EmptyDataError,
+    NotFittedError,
     UnknownIdError,
-    check_choice,
     check_float,
     check_int,
 )
-from shoprec.models.base import Recommender
+from shoprec.models.base import PerUserState, Recommender
 
 
 class TextContentRecommender(Recommender):
@@ -59,6 +45,8 @@ class TextContentRecommender(Recommender):
     """
 
     name = "text"
+    # Each shopper's ordered training history (for recency weights), saved as csr "hist".
+    per_user_state = PerUserState(csr=("hist",))
     sequential = True  # the order of the history matters (recency weights)
 
     def __init__(
@@ -83,7 +71,6 @@ class TextContentRecommender(Recommender):
 
     # ---- fitting -------------------------------------------------------------------------------
     def _fit(self, train: Dataset, valid: sp.csr_matrix | None = None) -> None:
-        self._check_params()
         if train.catalogue is None:
             raise DataError(
                 f"TextContentRecommender needs a catalogue with product titles; "
@@ -190,7 +177,8 @@ def cold_start_scores(
         raise ConfigError(
             f"cold_start_scores needs a TextContentRecommender. Got {type(model).__name__}."
         )
-    model._check_fitted()
+    if not model.is_fitted:
+        raise NotFittedError("cold_start_scores needs a fitted TextContentRecommender; call fit(train) first.")
     hist = model.items_.index(np.asarray(history_items, dtype=str), missing="drop")
     query = model.query_vectors([hist])[0]
     new_ids = np.asarray(new_items, dtype=str).reshape(-1)
@@ -222,92 +210,3 @@ def cold_start_scores(
         embedded = item_text_matrix(Vocabulary(unique, "item"), catalogue, encoder=encoder)
         vectors[~known] = embedded[[unique.index(u) for u in unknown]]
     return (vectors @ query).astype(np.float32)
-
-
-# ---- the item cold-start protocol -----------------------------------------------------------------
-
-
-class ColdStartSplit(NamedTuple):
-    """What `hold_out_items` returns; unpacks as (train, held_out, targets).
-
-    train: the dataset without any event on a held-out item (same vocabularies and catalogue).
-    held_out: sorted dense indices of the held-out items.
-    targets: n_users x n_items csr matrix, 1 where a user interacted with a held-out item and
-        has at least one training event (the users the protocol evaluates).
-    """
-
-    train: Dataset
-    held_out: np.ndarray
-    targets: sp.csr_matrix
-
-
-def hold_out_items(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> ColdStartSplit:
-    """Hold a seeded random `fraction` of the items with events out of training entirely.
-
-    fraction: share of the items that have at least one event, in (0, 0.9]; at least one item.
-    seed: same dataset and seed, same held-out items.
-    See the module docstring for the protocol. Raises EmptyDataError when nothing is left to
-    train on or nobody can be evaluated.
-    """
-    check_float("fraction", fraction, 0.0, 0.9, "hold_out_items")
-    if fraction <= 0:
-        raise ConfigError(
-            f"The 'fraction' parameter of hold_out_items must be above 0. Got {fraction}."
-        )
-    seed = check_int("seed", seed, 0, 2**63 - 1, "hold_out_items")
-    if len(dataset) == 0:
-        raise EmptyDataError("Cannot hold items out of an empty dataset.")
-    active = np.unique(dataset.item_idx)
-    n_hold = max(1, round(fraction * len(active)))
-    held = np.sort(np.random.default_rng(seed).choice(active, size=n_hold, replace=False))
-    is_held = np.zeros(dataset.n_items, bool)
-    is_held[held] = True
-    cold = is_held[dataset.item_idx]
-    if cold.all():
-        raise EmptyDataError("Holding these items out leaves no training events.")
-    train = dataset.subset(~cold, f"{dataset.name}[cold-train]")
-    has_history = np.bincount(train.user_idx, minlength=dataset.n_users) > 0
-    rows = cold & has_history[dataset.user_idx]
-    targets = sp.csr_matrix(
-        (np.ones(int(rows.sum()), np.float32), (dataset.user_idx[rows], dataset.item_idx[rows])),
-        shape=(dataset.n_users, dataset.n_items),
-    )
-    targets.sum_duplicates()
-    targets.data[:] = 1.0
-    if targets.nnz == 0:
-        raise EmptyDataError("No user with a training history interacted with a held-out item.")
-    return ColdStartSplit(train, held, targets)
-
-
-CANDIDATES = ("all", "held_out")
-
-
-def cold_start_evaluate(
-    score_fn,
-    split: ColdStartSplit,
-    k: int | tuple[int, ...] = (20,),
-    candidates: str = "all",
-    block_size: int = 1024,
-):
-    """Rank the held-out items for the evaluated users; returns an `EvaluationResult`.
-
-    score_fn: dense user indices -> (len(users), n_items) scores conditioned on the training
-        histories, e.g. ``lambda u: model.score_users(u)`` for a model fitted on `split.train`.
-    candidates: "all" ranks every catalogue item outside the user's training history (the
-        standard); "held_out" ranks the held-out items only.
-    The result's metrics include "Recall@K" and "HR@K" for each K (see `shoprec.evaluate`).
-    """
-    from shoprec.evaluate.protocol import evaluate_scores
-
-    check_choice("candidates", candidates, CANDIDATES, "cold_start_evaluate")
-    if candidates == "held_out":
-        allowed = np.zeros(split.train.n_items, bool)
-        allowed[split.held_out] = True
-        inner = score_fn
-
-        def score_fn(users: np.ndarray) -> np.ndarray:
-            scores = np.array(inner(users), dtype=np.float64)
-            scores[:, ~allowed] = -np.inf
-            return scores
-
-    return evaluate_scores(score_fn, split.train, split.targets, k, block_size=block_size)

@@ -7,7 +7,7 @@ import scipy.linalg
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_float, check_int
-from shoprec.models.base import Recommender, histories_to_csr
+from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 
 
 class EASE(Recommender):
@@ -24,16 +24,20 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    per_user_state = PerUserState()  # B is item x item; known users score from `seen_`
 
     def __init__(self, l2: float = 500.0, max_items: int = 30_000) -> None:
         self.l2 = l2
         self.max_items = max_items
 
-    def _fit(self, train: Dataset, valid=None) -> None:
+    def _check_params(self) -> None:
         l2 = check_float("l2", self.l2, 0.0, 1e6, "EASE")
         if l2 == 0.0:
             raise ConfigError("The 'l2' parameter of EASE must be a number > 0. Got 0.0 instead.")
-        max_items = check_int("max_items", self.max_items, 1, 200_000, "EASE")
+        check_int("max_items", self.max_items, 1, 200_000, "EASE")
+
+    def _fit(self, train: Dataset, valid=None) -> None:
+        l2, max_items = float(self.l2), int(self.max_items)
         n = train.n_items
         if n > max_items:
             gb = n * n * 4 / 1e9

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EventWeights
 from shoprec.errors import ConfigError, check_choice, check_float, check_int
-from shoprec.models.base import Recommender
+from shoprec.models.base import PerUserState, Recommender
 
 WEIGHTINGS = ("binary", "events")
 
@@ -132,6 +132,9 @@ class _Neighbourhood(Recommender):
     weighting: str
     event_weights: Any
 
+    # Known users' training rows, kept when event weights make them differ from `seen_`.
+    per_user_state = PerUserState(csr=("train",))
+
     def _set_weighting(self, where: str) -> None:
         weights = resolve_event_weights(self.weighting, self.event_weights, where)
         self._event_weights = weights
@@ -148,7 +151,6 @@ class _Neighbourhood(Recommender):
         return {} if self._weights is None else _csr_state("train", self.train_matrix_)
 
     def _restore_base(self, state: dict[str, np.ndarray]) -> None:
-        self._set_weighting(type(self).__name__)
         shape = (len(self.users_), len(self.items_))
         self.train_matrix_ = (
             self.seen_ if self._weights is None else _csr_from_state("train", state, shape)
@@ -186,14 +188,16 @@ class ItemKNN(_Neighbourhood):
         self.weighting = weighting
         self.event_weights = event_weights
 
-    def _fit(self, train: Dataset, valid=None) -> None:
+    def _check_params(self) -> None:
         where = "ItemKNN"
-        k = check_int("neighbors", self.neighbors, 1, 100_000, where)
-        shrink = check_float("shrink", self.shrink, 0.0, 1e9, where)
+        check_int("neighbors", self.neighbors, 1, 100_000, where)
+        check_float("shrink", self.shrink, 0.0, 1e9, where)
         self._set_weighting(where)
+
+    def _fit(self, train: Dataset, valid=None) -> None:
         self.train_matrix_ = self._train_matrix(train)
         # Row j of the pruned matrix holds j's neighbours; its transpose is S.
-        self.similarity_ = item_similarity(self.train_matrix_, k, shrink).T.tocsr()
+        self.similarity_ = item_similarity(self.train_matrix_, int(self.neighbors), float(self.shrink)).T.tocsr()
 
     def _score_histories(self, histories, events=None) -> np.ndarray:
         return (self._queries(histories, events) @ self.similarity_).toarray()
@@ -263,11 +267,13 @@ class UserKNN(_Neighbourhood):
         self.weighting = weighting
         self.event_weights = event_weights
 
-    def _fit(self, train: Dataset, valid=None) -> None:
+    def _check_params(self) -> None:
         where = "UserKNN"
         check_int("neighbors", self.neighbors, 1, 100_000, where)
         check_float("min_similarity", self.min_similarity, 0.0, 1.0, where)
         self._set_weighting(where)
+
+    def _fit(self, train: Dataset, valid=None) -> None:
         self.train_matrix_ = self._train_matrix(train)
         self._prepare()
 

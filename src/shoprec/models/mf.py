@@ -17,7 +17,7 @@ import numpy as np
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_float, check_int
-from shoprec.models.base import Recommender, histories_to_csr
+from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 from shoprec.models.knn import history_matrix, resolve_event_weights
 
 
@@ -52,6 +52,7 @@ _FOLD_IN_RIDGE = 1.0
 class _Factorisation(Recommender):
     """Shared by ALS and BPR: factor arrays, known-user scoring, persistence."""
 
+    per_user_state = PerUserState(rows=("user_factors",))
     user_factors_: np.ndarray
     item_factors_: np.ndarray
 
@@ -107,7 +108,7 @@ class ALS(_Factorisation):
         self.weighting = weighting
         self.event_weights = event_weights
 
-    def _validate(self) -> None:
+    def _check_params(self) -> None:
         where = "ALS"
         check_int("factors", self.factors, 1, 10_000, where)
         check_float("regularization", self.regularization, 0.0, 1e6, where)
@@ -133,7 +134,6 @@ class ALS(_Factorisation):
         )
 
     def _fit(self, train: Dataset, valid=None) -> None:
-        self._validate()
         confidence = (
             self.seen_ if self._event_weights is None else train.matrix(self._event_weights)
         )
@@ -145,7 +145,6 @@ class ALS(_Factorisation):
         self._model = model
 
     def _after_state(self) -> None:
-        self._validate()
         with _one_blas_thread():
             self._model = self._implicit_model()
         self._model.user_factors = self.user_factors_
@@ -196,7 +195,7 @@ class BPR(_Factorisation):
         self.seed = seed
         self.num_threads = num_threads
 
-    def _validate(self) -> None:
+    def _check_params(self) -> None:
         where = "BPR"
         check_int("factors", self.factors, 1, 10_000, where)
         _check_positive("learning_rate", self.learning_rate, 100.0, where)
@@ -206,7 +205,6 @@ class BPR(_Factorisation):
         check_int("num_threads", self.num_threads, 0, 1024, where)
 
     def _fit(self, train: Dataset, valid=None) -> None:
-        self._validate()
         with _one_blas_thread():
             from implicit.cpu.bpr import BayesianPersonalizedRanking
 

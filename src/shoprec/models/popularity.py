@@ -6,13 +6,14 @@ import numpy as np
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import check_int
-from shoprec.models.base import Recommender
+from shoprec.models.base import PerUserState, Recommender
 
 
 class Popularity(Recommender):
     """Ranks items by the number of distinct users who interacted with them in training."""
 
     name = "pop"
+    per_user_state = PerUserState()
 
     def _fit(self, train: Dataset, valid=None) -> None:
         self.item_scores_ = train.item_popularity().astype(np.float32)
@@ -35,6 +36,8 @@ class RecentPopularity(Popularity):
 
     Items with no events in the window rank after every item that has some, ordered by their
     all-time popularity, so the list is always complete.
+
+    window_days: the window, in days before the latest training event, in [1, 100000].
     """
 
     name = "recent-pop"
@@ -42,9 +45,11 @@ class RecentPopularity(Popularity):
     def __init__(self, window_days: int = 30) -> None:
         self.window_days = window_days
 
+    def _check_params(self) -> None:
+        check_int("window_days", self.window_days, 1, 100_000, "RecentPopularity")
+
     def _fit(self, train: Dataset, valid=None) -> None:
-        days = check_int("window_days", self.window_days, 1, 100_000, "RecentPopularity")
-        start = train.timestamp.max() - days * 86_400
+        start = train.timestamp.max() - int(self.window_days) * 86_400
         recent = train.timestamp >= start
         recent_counts = np.bincount(train.item_idx[recent], minlength=train.n_items)
         all_time = train.item_popularity()
@@ -53,12 +58,19 @@ class RecentPopularity(Popularity):
 
 
 class RandomRecommender(Recommender):
-    """Uniformly random scores: the floor every model must clear. Seeded, so reproducible."""
+    """Uniformly random scores: the floor every model must clear. Seeded, so reproducible.
+
+    seed: seeds the scores; the same seed gives the same scores in the same order of calls.
+    """
 
     name = "random"
+    per_user_state = PerUserState()
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+
+    def _check_params(self) -> None:
+        check_int("seed", self.seed, 0, 2**63 - 1, "RandomRecommender")
 
     def _fit(self, train: Dataset, valid=None) -> None:
         self._rng = np.random.default_rng(self.seed)

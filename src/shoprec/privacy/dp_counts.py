@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_choice, check_float, check_int
-from shoprec.models.base import Recommender
-from shoprec.privacy.dp import PrivacyReport, check_budget
+from shoprec.models.base import PerUserState, Recommender
+from shoprec.privacy.accountant import PrivacyReport, check_budget
 
 MECHANISMS = ("laplace", "gaussian")
 DAY = 86_400
@@ -158,13 +157,16 @@ class DPPopularity(Recommender):
     log or, with window_days, over the latest window (the trending pool). The spent budget is
     saved with the model (`privacy_`).
 
-    epsilon: > 0, or None for exact counts; delta: Gaussian only (None: 1 / n ** 1.1);
-    mechanism: "laplace" or "gaussian"; max_items_per_user: c, the contribution bound;
-    window_days: None for all-time popularity; seed: seeds subsampling and noise.
+    epsilon: > 0, or None for exact counts.
+    delta: Gaussian only (None: 1 / n ** 1.1).
+    mechanism: "laplace" or "gaussian".
+    max_items_per_user: c, the contribution bound of each shopper.
+    window_days: None for all-time popularity, else the latest window in days.
+    seed: seeds subsampling and noise.
     """
 
     name = "dp-pop"
-    per_user_state: ClassVar[tuple[str, ...]] = ()
+    per_user_state = PerUserState()
 
     def __init__(
         self,
@@ -182,9 +184,10 @@ class DPPopularity(Recommender):
         self.window_days = window_days
         self.seed = seed
 
+    def _check_params(self) -> None:
+        check_int("seed", self.seed, 0, 2**32 - 1, "DPPopularity")
+
     def _fit(self, train: Dataset, valid=None) -> None:
-        where = "DPPopularity"
-        check_int("seed", self.seed, 0, 2**32 - 1, where)
         kwargs = {
             "delta": self.delta, "mechanism": self.mechanism,
             "max_items_per_user": self.max_items_per_user, "seed": int(self.seed),

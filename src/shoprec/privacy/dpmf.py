@@ -17,23 +17,17 @@ the non-private reference.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import check_choice, check_float, check_int, require_extra
-from shoprec.models.base import Recommender
-from shoprec.privacy.dp import (
-    ACCOUNTANTS,
-    DEFAULT_MAX_NOISE_MULTIPLIER,
-    OPTIMIZERS,
-    PrivacyReport,
-    check_budget,
-    is_private,
-    plan_dp_sgd,
-    train_per_user,
-)
+from shoprec.models.base import PerUserState, Recommender
+from shoprec.models.neural.device import check_device, resolve_device, seeded
+from shoprec.privacy.accountant import PrivacyReport, plan_dp_sgd
+from shoprec.privacy.dp import OPTIMIZERS, DPConfig, train_per_user
 
 
 def _torch():
@@ -97,68 +91,38 @@ def _build_net(n_items: int, factors: int, input_dropout: float):
     return HistoryFactorisation()
 
 
-class DPMF(Recommender):
-    """Matrix factorisation with user-level differential privacy (DP-SGD through Opacus).
+@dataclass(frozen=True)
+class DPMFConfig(DPConfig):
+    """DP-MF's hyperparameters: the factorisation's below, privacy's from `DPConfig`.
 
     Args:
         factors: latent dimensions, in [1, 4096].
         max_items_per_user: events of a shopper used, most recent first (bounds each shopper's
             contribution and the cost), in [1, 10000].
         input_dropout: share of a shopper's items hidden from the encoder in training, [0, 0.95].
-        epochs: passes (in expectation) over the shoppers; batch_size: expected shoppers per
-            step (Poisson sampling at rate 1 / ceil(n / batch_size) when private).
-        lr, weight_decay, optimizer: "adam" or "sgd" (momentum 0.9) and its settings.
-        target_epsilon: the privacy budget; None or inf trains without privacy.
-        target_delta: None -> 1 / n ** 1.1 for n training shoppers; else in (0, 1/n).
-        max_grad_norm: per-shopper clipping norm C (> 0).
-        max_noise_multiplier: refuse budgets that would need more noise than this.
-        accountant: "rdp", "prv" or "gdp" (Opacus' accountants).
-        device: "cpu", "auto", "cuda" or "cuda:N"; seed: same seed, same model.
-
-    After fit, `privacy_` holds the accountant's (epsilon, delta) and the run's settings; it is
-    saved with the model. `training_log_` has one entry per epoch.
+        epochs: passes (in expectation) over the shoppers.
+        batch_size: expected shoppers per step (Poisson sampling at rate 1 / ceil(n / batch_size)
+            when private).
+        lr: the optimizer's learning rate.
+        weight_decay: the optimizer's weight decay.
+        optimizer: "adam" or "sgd" (momentum 0.9).
+        device: "cpu", "auto", "cuda" or "cuda:N".
+        seed: same seed, same model.
     """
 
-    name = "dp-mf"
-    #: Saved arrays with one row per shopper: each shopper's recent items, to score known
-    #: shoppers (data, not parameters: the model has no per-shopper parameters).
-    per_user_state: ClassVar[tuple[str, ...]] = ("hist_items",)
+    factors: int = 64
+    max_items_per_user: int = 20
+    input_dropout: float = 0.5
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    device: str = "cpu"
+    seed: int = 0
 
-    def __init__(
-        self,
-        factors: int = 64,
-        max_items_per_user: int = 20,
-        input_dropout: float = 0.5,
-        epochs: int = 20,
-        batch_size: int = 512,
-        lr: float = 1e-2,
-        weight_decay: float = 0.0,
-        optimizer: str = "adam",
-        target_epsilon: float | None = None,
-        target_delta: float | None = None,
-        max_grad_norm: float = 1.0,
-        max_noise_multiplier: float = DEFAULT_MAX_NOISE_MULTIPLIER,
-        accountant: str = "rdp",
-        device: str = "cpu",
-        seed: int = 0,
-    ) -> None:
-        self.factors = factors
-        self.max_items_per_user = max_items_per_user
-        self.input_dropout = input_dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.target_epsilon = target_epsilon
-        self.target_delta = target_delta
-        self.max_grad_norm = max_grad_norm
-        self.max_noise_multiplier = max_noise_multiplier
-        self.accountant = accountant
-        self.device = device
-        self.seed = seed
-
-    def _validate(self) -> None:
+    def __post_init__(self) -> None:
+        super().__post_init__()
         where = type(self).__name__
         check_int("factors", self.factors, 1, 4096, where)
         check_int("max_items_per_user", self.max_items_per_user, 1, 10_000, where)
@@ -168,50 +132,54 @@ class DPMF(Recommender):
         check_float("lr", self.lr, 1e-8, 10.0, where)
         check_float("weight_decay", self.weight_decay, 0.0, 10.0, where)
         check_choice("optimizer", self.optimizer, OPTIMIZERS, where)
-        check_float("max_grad_norm", self.max_grad_norm, 1e-6, 1e6, where)
-        check_float("max_noise_multiplier", self.max_noise_multiplier, 0.0, 1e6, where)
-        check_choice("accountant", self.accountant, ACCOUNTANTS, where)
+        check_device(self.device, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
-        if self.target_epsilon is not None:
-            check_budget(self.target_epsilon, None, 2, where)  # type and sign; delta checked at fit
-        from shoprec.models.torch_utils import resolve_device
 
-        resolve_device(self.device, where)
+
+class DPMF(Recommender):
+    """Matrix factorisation with user-level differential privacy (DP-SGD through Opacus).
+
+    Hyperparameters: the fields of `DPMFConfig` (`shoprec models --params dp-mf`).
+
+    After fit, `privacy_` holds the accountant's (epsilon, delta) and the run's settings; it is
+    saved with the model. `training_log_` has one entry per epoch.
+    """
+
+    name = "dp-mf"
+    config_class = DPMFConfig
+    config_: DPMFConfig
+    # Each shopper's recent items, to score known shoppers (data, not parameters: the model has
+    # no per-shopper parameters).
+    per_user_state = PerUserState(rows=("hist_items",))
 
     # ---- fitting ---------------------------------------------------------------------------
     def _fit(self, train: Dataset, valid=None) -> None:
-        self._validate()
         torch = _torch()
-        from shoprec.models.torch_utils import resolve_device, seeded
-
-        device = resolve_device(self.device)
+        cfg = self.config_
+        device = resolve_device(cfg.device)
         active = train.active_users()
         histories = train.sequences()
-        if is_private(self.target_epsilon):  # refuse an impossible budget before building anything
+        if cfg.private:  # refuse an impossible budget before building anything
             plan_dp_sgd(
-                max(len(active), 1), int(self.batch_size), max(int(self.epochs), 1), self.target_epsilon,
-                self.target_delta, accountant=self.accountant,
-                max_noise_multiplier=float(self.max_noise_multiplier), where=type(self).__name__,
+                max(len(active), 1), int(cfg.batch_size), max(int(cfg.epochs), 1), cfg.target_epsilon,
+                cfg.target_delta, accountant=cfg.accountant,
+                max_noise_multiplier=float(cfg.max_noise_multiplier), where=type(self).__name__,
             )
-        self.hist_ = pad_recent(histories, int(self.max_items_per_user)).astype(np.int32)
+        self.hist_ = pad_recent(histories, int(cfg.max_items_per_user)).astype(np.int32)
         rows = self.hist_[active].astype(np.int64)
-        with seeded(int(self.seed), device):
-            self.net_ = _build_net(train.n_items, int(self.factors), float(self.input_dropout)).to(device)
+        with seeded(int(cfg.seed), device):
+            self.net_ = _build_net(train.n_items, int(cfg.factors), float(cfg.input_dropout)).to(device)
             report, log = train_per_user(
                 self.net_,
                 (torch.as_tensor(rows, device=device),),
-                target_epsilon=self.target_epsilon,
-                target_delta=self.target_delta,
-                max_grad_norm=float(self.max_grad_norm),
-                batch_size=int(self.batch_size),
-                epochs=int(self.epochs),
-                lr=float(self.lr),
-                weight_decay=float(self.weight_decay),
-                optimizer=self.optimizer,
-                accountant=self.accountant,
-                max_noise_multiplier=float(self.max_noise_multiplier),
-                max_items_per_user=int(self.max_items_per_user),
-                seed=int(self.seed),
+                **cfg.privacy_kwargs(),
+                batch_size=int(cfg.batch_size),
+                epochs=int(cfg.epochs),
+                lr=float(cfg.lr),
+                weight_decay=float(cfg.weight_decay),
+                optimizer=cfg.optimizer,
+                max_items_per_user=int(cfg.max_items_per_user),
+                seed=int(cfg.seed),
                 where=type(self).__name__,
             )
         self.net_.eval()
@@ -221,7 +189,7 @@ class DPMF(Recommender):
 
     # ---- scoring ---------------------------------------------------------------------------
     def _score_histories(self, histories, events=None) -> np.ndarray:
-        return self._score_rows(pad_recent(histories, int(self.max_items_per_user)))
+        return self._score_rows(pad_recent(histories, int(self.config_.max_items_per_user)))
 
     def _score_known_users(self, users: np.ndarray) -> np.ndarray:
         return self._score_rows(self.hist_[np.asarray(users, np.int64)].astype(np.int64))
@@ -244,12 +212,10 @@ class DPMF(Recommender):
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         torch = _torch()
-        from shoprec.models.torch_utils import resolve_device
-
-        self._validate()
-        self.device_ = resolve_device(self.device)
+        cfg = self.config_
+        self.device_ = resolve_device(cfg.device)
         weights = {k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net/")}
-        self.net_ = _build_net(len(self.items_), int(self.factors), float(self.input_dropout))
+        self.net_ = _build_net(len(self.items_), int(cfg.factors), float(cfg.input_dropout))
         self.net_.load_state_dict(weights)
         self.net_.to(self.device_).eval()
         self.privacy_ = PrivacyReport.from_state(state["privacy"])

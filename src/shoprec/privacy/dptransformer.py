@@ -1,6 +1,6 @@
 """The behaviour Transformer trained with user-level DP-SGD ("dp-transformer").
 
-It is `shoprec.models.sasrec.TransformerRecommender` (same embeddings, positions, event types,
+It is `shoprec.models.transformer.TransformerRecommender` (same embeddings, positions, event types,
 rotation of left-padded inputs, tied input/output item embeddings, scoring of any history) with
 two changes that make per-shopper gradients computable by Opacus:
 
@@ -20,8 +20,8 @@ spend budget the accountant does not see. `partial_fit` is refused for the same 
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,17 +29,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from shoprec.data.dataset import Dataset
-from shoprec.errors import ConfigError, check_choice, check_float
-from shoprec.models.sasrec import TransformerRecommender, _CausalTransformer
-from shoprec.privacy.dp import (
-    ACCOUNTANTS,
-    DEFAULT_MAX_NOISE_MULTIPLIER,
-    PrivacyReport,
-    check_budget,
-    is_private,
-    plan_dp_sgd,
-    train_per_user,
-)
+from shoprec.errors import ConfigError
+from shoprec.models.neural.loop import TrainingRun, log_epoch
+from shoprec.models.neural.sequences import pad_left
+from shoprec.models.transformer import TransformerConfig, TransformerRecommender, _CausalTransformer
+from shoprec.privacy.accountant import PrivacyReport, plan_dp_sgd
+from shoprec.privacy.dp import DPConfig, train_per_user
 
 
 class _Block(nn.Module):
@@ -118,138 +113,111 @@ class _PerUserLoss(nn.Module):
         return (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+@dataclass(frozen=True)
+class DPTransformerConfig(TransformerConfig, DPConfig):
+    """The private Transformer's hyperparameters: the Transformer's network (d, n_layers,
+    n_heads, max_len, dropout, event_embeddings), training (epochs, batch_size, lr,
+    weight_decay, device, seed) and privacy (`DPConfig`).
+
+    Args:
+        max_len: events per shopper read, which also bounds each shopper's contribution.
+        epochs: passes (in expectation) over the shoppers.
+        batch_size: expected shoppers per step (Poisson sampling when private).
+        device: "cpu", "auto", "cuda" or "cuda:N".
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    device: str = "cpu"
+    # What the private model does not offer (not parameters): time gaps, text, the sampled
+    # loss, validation-based early stopping and checkpoints. Its own blocks replace `block`.
+    block: str = field(default="pre_ln", init=False)
+    attn_dropout: float = field(default=0.0, init=False)
+    time_gaps: bool = field(default=False, init=False)
+    n_time_buckets: int = field(default=32, init=False)
+    text_init: bool = field(default=False, init=False)
+    text_fusion: bool = field(default=False, init=False)
+    text_cache_dir: str | None = field(default=None, init=False)
+    loss: str = field(default="full", init=False)
+    n_negatives: int = field(default=256, init=False)
+    negative_sampling: str = field(default="uniform", init=False)
+    bucket_by_length: bool = field(default=False, init=False)
+    patience: int = field(default=10, init=False)
+    eval_every: int = field(default=1, init=False)
+    valid_users: int | None = field(default=None, init=False)
+    checkpoint_dir: str | None = field(default=None, init=False)
+    resume: bool = field(default=False, init=False)
+    max_seconds: float | None = field(default=None, init=False)
+    verbose: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        TransformerConfig.__post_init__(self)
+        DPConfig.__post_init__(self)
+
+
 class DPTransformer(TransformerRecommender):
     """The behaviour Transformer with user-level differential privacy (DP-SGD via Opacus).
 
-    Args (the Transformer's own, see TransformerRecommender): d, n_layers, n_heads, max_len
-    (events per shopper read, which also bounds each shopper's contribution), dropout,
-    event_embeddings, epochs, batch_size (expected shoppers per step), lr, weight_decay,
-    device, seed. Privacy: target_epsilon (None or inf: no privacy, the reference), target_delta
-    (None: 1 / n ** 1.1), max_grad_norm, max_noise_multiplier, accountant, as in DPMF.
-
-    `privacy_` holds the accountant's report after fit and is saved with the model. Shoppers'
-    stored recent histories (`hist_*` state, used to score known shoppers) are per-shopper data,
-    not covered by DP; `shoprec.privacy.erasure.forget` removes them.
+    Hyperparameters: the fields of `DPTransformerConfig` (`shoprec models --params
+    dp-transformer`). `privacy_` holds the accountant's report after fit and is saved with the
+    model. Shoppers' stored recent histories (`hist_*` state, used to score known shoppers) are
+    per-shopper data, not covered by DP; `shoprec.privacy.erasure.forget` removes them.
     """
 
     name = "dp-transformer"
-    per_user_state: ClassVar[tuple[str, ...]] = ("hist_items", "hist_events", "hist_times")
-
-    def __init__(
-        self,
-        d: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 1,
-        max_len: int = 50,
-        dropout: float = 0.2,
-        event_embeddings: bool = True,
-        epochs: int = 10,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        target_epsilon: float | None = None,
-        target_delta: float | None = None,
-        max_grad_norm: float = 1.0,
-        max_noise_multiplier: float = DEFAULT_MAX_NOISE_MULTIPLIER,
-        accountant: str = "rdp",
-        device: str = "cpu",
-        seed: int = 0,
-    ) -> None:
-        self.d = d
-        self.n_layers = n_layers
-        self.n_heads = n_heads
-        self.max_len = max_len
-        self.dropout = dropout
-        self.event_embeddings = event_embeddings
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.target_epsilon = target_epsilon
-        self.target_delta = target_delta
-        self.max_grad_norm = max_grad_norm
-        self.max_noise_multiplier = max_noise_multiplier
-        self.accountant = accountant
-        self.device = device
-        self.seed = seed
-        # The parent's other settings keep their defaults (they are not parameters here), except
-        # those the private model does not offer: time gaps, text, sampled loss, checkpoints.
-        for name, param in inspect.signature(TransformerRecommender.__init__).parameters.items():
-            if name != "self" and not hasattr(self, name) and param.default is not param.empty:
-                setattr(self, name, param.default)
-        self.time_gaps = False
-        self.loss = "full"
-        self.text_init = False
-        self.text_fusion = False
-        self.checkpoint_dir = None
-        self.resume = False
-        self.verbose = False
-
-    def _validate(self) -> None:
-        super()._validate()
-        where = type(self).__name__
-        check_float("max_grad_norm", self.max_grad_norm, 1e-6, 1e6, where)
-        check_float("max_noise_multiplier", self.max_noise_multiplier, 0.0, 1e6, where)
-        check_choice("accountant", self.accountant, ACCOUNTANTS, where)
-        if self.target_epsilon is not None:
-            check_budget(self.target_epsilon, None, 2, where)
+    config_class = DPTransformerConfig
+    config_: DPTransformerConfig
 
     def _build_net(self, n_items: int, text_dim: int) -> nn.Module:
+        cfg = self.config_
         return _DPCausalTransformer(
-            n_items, self.d, self.n_layers, self.n_heads, self.max_len, self.dropout, self.event_embeddings
+            n_items, cfg.d, cfg.n_layers, cfg.n_heads, cfg.max_len, cfg.dropout, cfg.event_embeddings
         )
 
     def _text_matrix(self, data: Dataset) -> np.ndarray | None:
         return None
 
     def _fit(self, train: Dataset, valid=None) -> None:
-        self._validate()
-        if is_private(self.target_epsilon):  # refuse an impossible budget before building anything
+        cfg = self.config_
+        if cfg.private:  # refuse an impossible budget before building anything
             n = int((np.diff(train.indptr) >= 2).sum())
             plan_dp_sgd(
-                max(n, 1), int(self.batch_size), max(int(self.epochs), 1), self.target_epsilon,
-                self.target_delta, accountant=self.accountant,
-                max_noise_multiplier=float(self.max_noise_multiplier), where=type(self).__name__,
+                max(n, 1), int(cfg.batch_size), max(int(cfg.epochs), 1), cfg.target_epsilon,
+                cfg.target_delta, accountant=cfg.accountant,
+                max_noise_multiplier=float(cfg.max_noise_multiplier), where=type(self).__name__,
             )
         # valid is ignored on purpose: early stopping on shoppers' items would spend budget.
         super()._fit(train, None)
         # Exact item counts are a non-private statistic of the training data: not kept.
         self.item_counts_ = np.zeros_like(self.item_counts_)
 
-    def _train(self, store, valid, epochs: int, resume: bool, users: np.ndarray | None = None):
-        net, device = self.net_, self.device_
-        users = np.flatnonzero((store.items > 0).sum(axis=1) >= 2) if users is None else users
+    def _train(self, store, validation, epochs: int, resume: bool, users: np.ndarray | None = None) -> TrainingRun:
+        cfg, net, device = self.config_, self.net_, self.device_
+        users = np.flatnonzero(store.lengths() >= 2) if users is None else users
         items = torch.as_tensor(store.items[users], dtype=torch.long, device=device)
         events = torch.as_tensor(store.events[users], dtype=torch.long, device=device)
         report, log = train_per_user(
             _PerUserLoss(net),
             (items, events),
-            target_epsilon=self.target_epsilon,
-            target_delta=self.target_delta,
-            max_grad_norm=float(self.max_grad_norm),
-            batch_size=int(self.batch_size),
+            **cfg.privacy_kwargs(),
+            batch_size=int(cfg.batch_size),
             epochs=int(epochs),
-            lr=float(self.lr),
-            weight_decay=float(self.weight_decay),
-            accountant=self.accountant,
-            max_noise_multiplier=float(self.max_noise_multiplier),
-            max_items_per_user=int(self.max_len) + 1,
-            seed=int(self.seed),
+            lr=float(cfg.lr),
+            weight_decay=float(cfg.weight_decay),
+            max_items_per_user=int(cfg.max_len) + 1,
+            seed=int(cfg.seed),
             where=type(self).__name__,
-            on_epoch=lambda entry: self._report({**entry, "seconds": 0.0}, None),
+            on_epoch=lambda entry: log_epoch(self.name, {**entry, "seconds": 0.0}, None, self.progress),
         )
         self.privacy_ = report
-        self.best_epoch_ = len(log)
         net.eval()
-        return log
+        return TrainingRun(history=log, best_epoch=len(log))
 
     def per_user_loss(self, histories: list[np.ndarray], events: list[np.ndarray] | None = None) -> np.ndarray:
         """Each history's training loss (mean next-item cross-entropy over its last max_len + 1
         events): what a membership-inference attacker thresholds. NaN below two events."""
-        from shoprec.models.torch_utils import pad_left
-
         self._check_fitted()
-        width = int(self.max_len) + 1
+        width = int(self.config_.max_len) + 1
         if events is None:
             events = [np.full(len(h), self.default_event_) for h in histories]
         loss_fn = _PerUserLoss(self.net_).eval()
@@ -258,8 +226,7 @@ class DPTransformer(TransformerRecommender):
             for start in range(0, len(histories), 256):
                 its = pad_left(histories[start : start + 256], width, 1)
                 evs = pad_left(events[start : start + 256], width, 1)
-                t = lambda a: torch.as_tensor(a, dtype=torch.long, device=self.device_)
-                loss = loss_fn(t(its), t(evs)).cpu().numpy()
+                loss = loss_fn(self._long(its), self._long(evs)).cpu().numpy()
                 out[start : start + len(its)] = np.where((its > 0).sum(axis=1) >= 2, loss, np.nan)
         return out
 
@@ -286,4 +253,4 @@ class DPTransformer(TransformerRecommender):
         return self.privacy_
 
 
-__all__ = ["DPTransformer"]
+__all__ = ["DPTransformer", "DPTransformerConfig"]

@@ -40,23 +40,8 @@ import pandas as pd
 from shoprec.data.dataset import Dataset
 from shoprec.data.vocab import Vocabulary
 from shoprec.errors import ConfigError, ModelFormatError
+from shoprec.models.base import PerUserState
 from shoprec.privacy.pseudonym import Pseudonymizer
-
-# Saved-state arrays with one row per shopper, for models that do not declare `per_user_state`.
-# ("rows", keys): arrays indexed by user on axis 0; ("csr", prefix): a user x item csr matrix
-# saved as prefix_data / prefix_indices / prefix_indptr.
-KNOWN_PER_USER_STATE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "pop": (),
-    "recent-pop": (),
-    "random": (),
-    "ease": (),
-    "als": (("rows", ("user_factors",)),),
-    "bpr": (("rows", ("user_factors",)),),
-    "item-knn": (("csr", ("train",)),),
-    "user-knn": (("csr", ("train",)),),
-    "text": (("csr", ("hist",)),),
-    "transformer": (("rows", ("hist_items", "hist_events", "hist_times")),),
-}
 
 
 @dataclass
@@ -154,15 +139,17 @@ def forget_in_log(path: str | Path, ids: list[str], user_column: str = "user") -
 
 
 # ---- saved models --------------------------------------------------------------------------------
-def _per_user_keys(model_name: str, klass) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+def _per_user_keys(klass) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """(kind, names) pairs of the saved arrays the model class declares per-shopper, or None
+    when it declares nothing (see `shoprec.models.base.PerUserState`)."""
     declared = getattr(klass, "per_user_state", None)
-    if declared is not None:
-        return (("rows", tuple(declared)),) if declared else ()
-    return KNOWN_PER_USER_STATE.get(model_name)
+    if not isinstance(declared, PerUserState):
+        return None
+    return (("rows", declared.rows), ("csr", declared.csr))
 
 
 def _shared_weights_policy(model) -> str:
-    from shoprec.privacy.dp import PrivacyReport
+    from shoprec.privacy.accountant import PrivacyReport
 
     report = getattr(model, "privacy_", None)
     if isinstance(report, PrivacyReport) and math.isfinite(report.epsilon):
@@ -182,9 +169,9 @@ def forget_in_model_file(path: str | Path, ids: list[str]) -> ArtefactErasure:
 
     "sisa" models are loaded, their affected shards retrained without the shoppers, and saved
     again. Other models are edited array by array (no refit): the user vocabulary entry, the
-    seen-items row and the per-shopper arrays named by the model class's `per_user_state` (or
-    `KNOWN_PER_USER_STATE`). A model whose per-shopper arrays are unknown is refused with a
-    ConfigError rather than left half-erased.
+    seen-items row and the per-shopper arrays named by the model class's `per_user_state`. A
+    model whose per-shopper arrays are not declared is refused with a ConfigError rather than
+    left half-erased.
     """
     from shoprec.models.base import Recommender
     from shoprec.models.registry import model_class
@@ -205,7 +192,7 @@ def forget_in_model_file(path: str | Path, ids: list[str]) -> ArtefactErasure:
         )
     if len(gone) == 0:
         return ArtefactErasure(str(path), name, 0, [], policy)
-    keys = _per_user_keys(name, model_class(name))
+    keys = _per_user_keys(model_class(name))
     with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     n_users = len(users)
@@ -215,8 +202,8 @@ def forget_in_model_file(path: str | Path, ids: list[str]) -> ArtefactErasure:
         suspects = [k for k, v in arrays.items() if k.startswith("m/") and v.ndim and v.shape[0] == n_users]
         raise ConfigError(
             f"forget: {path} holds a {name!r} model whose per-shopper state is not declared "
-            f"(arrays with one row per user: {suspects or 'none found'}); set `per_user_state` on "
-            f"the model class or add it to KNOWN_PER_USER_STATE before erasing."
+            f"(arrays with one row per user: {suspects or 'none found'}); declare `per_user_state` "
+            f"on the model class before erasing."
         )
     changed = ["__users__", "__seen_indptr__", "__seen_indices__"]
     arrays["__users__"] = users[keep]
@@ -245,7 +232,7 @@ def forget_in_model_file(path: str | Path, ids: list[str]) -> ArtefactErasure:
     # Check that the edited file still loads as the same kind of model.
     try:
         Recommender.load(path)
-    except ModelFormatError as exc:  # pragma: no cover - would mean a bad KNOWN_PER_USER_STATE
+    except ModelFormatError as exc:  # pragma: no cover - would mean a wrong per_user_state
         raise ModelFormatError(f"forget: {path} no longer loads after erasure ({exc}).") from exc
     return ArtefactErasure(str(path), name, len(gone), changed, policy)
 
@@ -289,7 +276,6 @@ def forget(
 
 
 __all__ = [
-    "KNOWN_PER_USER_STATE",
     "ArtefactErasure",
     "ErasureReport",
     "forget",

@@ -85,7 +85,7 @@ def history_losses(model, histories: list[np.ndarray], batch_size: int = 512) ->
     out = np.full(len(histories), np.nan)
     for start in range(0, len(histories), batch_size):
         block = histories[start : start + batch_size]
-        scores = np.asarray(model._score_histories(block), np.float64)
+        scores = np.asarray(model.score_histories(block), np.float64)
         top = scores.max(axis=1, keepdims=True)
         lse = top[:, 0] + np.log(np.exp(scores - top).sum(axis=1))
         for r, h in enumerate(block):

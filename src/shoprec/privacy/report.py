@@ -29,7 +29,7 @@ from shoprec.data.dataset import Dataset
 from shoprec.data.split import leave_one_out
 from shoprec.errors import ConfigError, check_float, check_int
 from shoprec.evaluate.protocol import evaluate
-from shoprec.privacy.dp import plan_dp_sgd
+from shoprec.privacy.accountant import plan_dp_sgd
 from shoprec.privacy.mia import mia_on_split, split_members
 
 PRIVATE_MODELS = ("dp-mf", "dp-transformer")

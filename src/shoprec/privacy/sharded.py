@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from shoprec.data.dataset import Dataset
 from shoprec.data.vocab import Vocabulary
 from shoprec.errors import ConfigError, ModelFormatError, check_int
-from shoprec.models.base import Recommender, _jsonable
+from shoprec.models.base import PerUserState, Recommender, jsonable_params
 
 _LOG_KEYS = ("user_idx", "item_idx", "event", "timestamp", "value")
 
@@ -40,19 +40,22 @@ def shard_of(ids: np.ndarray, n_shards: int) -> np.ndarray:
 class ShardedRecommender(Recommender):
     """An ensemble of one `base` model per shard of shoppers, retrainable shard by shard.
 
-    base: a registered model name (for example "dp-mf", "ease", "als"); base_params: its
-    hyperparameters; n_shards: in [1, 256].
+    base: a registered model name (for example "dp-mf", "ease", "als").
+    n_shards: shards of shoppers, each with its own base model, in [1, 256].
+    base_params: the base model's hyperparameters (None: its defaults).
     """
 
     name = "sisa"
-    per_user_state: ClassVar[tuple[str, ...]] = ()  # handled by `forget` (retrains shards)
+    # The shard logs are per-shopper data too; erasure calls `forget`, which drops the shopper
+    # from them and retrains their shard, so no array is edited from outside.
+    per_user_state = PerUserState()
 
     def __init__(self, base: str = "dp-mf", n_shards: int = 4, base_params: dict[str, Any] | None = None) -> None:
         self.base = base
         self.n_shards = n_shards
         self.base_params = base_params
 
-    def _validate(self) -> None:
+    def _check_params(self) -> None:
         from shoprec.models.registry import model_class
 
         check_int("n_shards", self.n_shards, 1, 256, "ShardedRecommender")
@@ -72,7 +75,6 @@ class ShardedRecommender(Recommender):
 
     # ---- fitting ---------------------------------------------------------------------------
     def _fit(self, train: Dataset, valid=None) -> None:
-        self._validate()
         shards = shard_of(train.users.ids, int(self.n_shards))
         self.shard_logs_: list[dict[str, np.ndarray]] = []
         self.shard_users_: list[np.ndarray] = []
@@ -139,7 +141,7 @@ class ShardedRecommender(Recommender):
         for model in self.models_:
             if model is None:
                 continue
-            s = np.asarray(model._score_histories(histories, events), np.float64)
+            s = np.asarray(model.score_histories(histories, events), np.float64)
             sd = s.std(axis=1, keepdims=True)
             total += (s - s.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
             n += 1
@@ -154,15 +156,14 @@ class ShardedRecommender(Recommender):
             for k in _LOG_KEYS:
                 state[p + k] = self.shard_logs_[j][k]
             if model is not None:
-                state[p + "params"] = np.array(json.dumps(_jsonable(model.get_params())))
-                for key, value in model._get_state().items():
+                state[p + "params"] = np.array(json.dumps(jsonable_params(model.get_params())))
+                for key, value in model.state_arrays().items():
                     state[p + "m/" + key] = np.asarray(value)
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         from shoprec.models.registry import model_class
 
-        self._validate()
         self.shard_users_, self.shard_logs_, self.models_ = [], [], []
         for j in range(int(self.n_shards)):
             p = f"shard{j}/"
@@ -173,14 +174,9 @@ class ShardedRecommender(Recommender):
             if p + "params" not in state:
                 self.models_.append(None)
                 continue
-            model = model_class(self.base)(**json.loads(str(state[p + "params"])))
-            data = self._shard_dataset(j)
-            model.users_, model.items_ = data.users, self.items_
-            model.seen_ = data.matrix(binary=True)
-            model._remember_histories(data)
-            model._set_state({k[len(p) + 2 :]: v for k, v in state.items() if k.startswith(p + "m/")})
-            model._fitted = True
-            self.models_.append(model)
+            shard_state = {k[len(p) + 2 :]: v for k, v in state.items() if k.startswith(p + "m/")}
+            params = json.loads(str(state[p + "params"]))
+            self.models_.append(model_class(self.base).from_state(params, shard_state, self._shard_dataset(j)))
 
 
 __all__ = ["ShardedRecommender", "shard_of"]

@@ -15,10 +15,10 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from shoprec import __version__
+from shoprec.explore.serving import SlatePolicy, serving_policy
 from shoprec.privacy.pseudonym import Pseudonymizer
 from shoprec.serve.auth import KeyRing, RateLimiter
 from shoprec.serve.engine import ServingEngine
-from shoprec.serve.exploration import SlatePolicy, load_policy
 from shoprec.serve.http_errors import error_json, install_handlers
 from shoprec.serve.routers import admin, catalogue, events, recommend, shoppers, system, web
 from shoprec.serve.service import Metrics, Service, reject_unknown_query
@@ -51,14 +51,14 @@ def create_app(
     pseudonymizer: defaults to `Pseudonymizer.from_env(data_dir=...)`, which refuses to start
         without a key (SHOPREC_PSEUDONYM_KEY or SHOPREC_PSEUDONYM_KEY_FILE).
     model: a fitted Recommender to serve instead of loading `settings.model_path`.
-    policy: the slate policy; defaults to `shoprec.explore`'s, else greedy (see `exploration`).
+    policy: the slate policy; defaults to `shoprec.explore.serving_policy()` (item-level UCB).
     """
     settings = settings or ServeSettings.from_env()
     pseudonymizer = pseudonymizer or Pseudonymizer.from_env(data_dir=settings.data_dir)
     store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     store.migrate()
     engine = ServingEngine(ann_threshold=settings.ann_threshold, new_item_days=settings.new_item_days,
-                           policy=policy or load_policy())
+                           policy=policy or serving_policy())
     service = Service(
         settings=settings, store=store, engine=engine,
         keys=KeyRing(store, settings.admin_key),

@@ -15,18 +15,19 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shoprec.data.schema import EVENT_TYPES
-from shoprec.errors import ConfigError, NotFittedError, UnknownIdError
+from shoprec.errors import NotFittedError, UnknownIdError
+from shoprec.explore.serving import GreedyPolicy, SlatePolicy
+from shoprec.explore.slate import mmr_rerank
 from shoprec.serve.ann import ItemIndex, item_vectors
-from shoprec.serve.exploration import GreedyPolicy, SlatePolicy
+from shoprec.serve.views import Alignment, CatalogueView, Explanation, ModelView, Recommendation
 
-__all__ = ["CatalogueView", "Explanation", "ModelView", "Recommendation", "ServingEngine"]
+__all__ = ["ServingEngine"]
 
 EVENT_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
 VERBS = {
@@ -37,101 +38,6 @@ VERBS = {
     "rating": "you rated",
 }
 _ANCHOR_WINDOW = 50  # the latest history items considered as the "because" of an explanation
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why an item is recommended. code: history | new_in_category | exploring | popular."""
-
-    code: str
-    text: str
-    anchor_item_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    item_id: str
-    title: str
-    category: str
-    price: float | None
-    score: float
-    explored: bool
-    propensity: float
-    explanation: Explanation
-
-
-@dataclass(frozen=True)
-class CatalogueView:
-    """The catalogue as arrays (one row per item, sorted by id)."""
-
-    ids: np.ndarray
-    titles: np.ndarray
-    categories: np.ndarray
-    cat_codes: np.ndarray  # int64 code of each row's category
-    cat_code: dict[str, int]  # category -> code
-    price: np.ndarray  # float64, NaN where unknown
-    active: np.ndarray  # bool
-    created_at: np.ndarray  # int64
-    row: dict[str, int]
-    version: int
-
-    @classmethod
-    def from_rows(cls, rows: list[tuple], version: int) -> CatalogueView:
-        """rows: (item_id, title, category, price, active, created_at) as `Store.all_items`."""
-        n = len(rows)
-        ids = np.array([r[0] for r in rows], dtype=object)
-        cat_code: dict[str, int] = {}
-        codes = np.fromiter((cat_code.setdefault(r[2], len(cat_code)) for r in rows), dtype=np.int64, count=n)
-        return cls(
-            ids=ids,
-            titles=np.array([r[1] for r in rows], dtype=object),
-            categories=np.array([r[2] for r in rows], dtype=object),
-            cat_codes=codes,
-            cat_code=cat_code,
-            price=np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64).reshape(n),
-            active=np.array([bool(r[4]) for r in rows], dtype=bool).reshape(n),
-            created_at=np.array([r[5] for r in rows], dtype=np.int64).reshape(n),
-            row={item: i for i, item in enumerate(ids)},
-            version=version,
-        )
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class ModelView:
-    """A loaded model with what serving derives from it once."""
-
-    model: Any
-    name: str
-    version: str
-    path: str | None
-    loaded_at: float
-    info: dict[str, Any]
-    vectors: np.ndarray
-    index: ItemIndex
-    popularity: np.ndarray  # distinct training users per item, scaled to [0, 1]
-    load_seconds: float
-    position: dict[str, int]  # item id -> model index (a dict: faster than the pandas index per request)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.model.items_)
-
-
-@dataclass
-class _Aligned:
-    """Model items x catalogue rows, rebuilt when either changes."""
-
-    key: tuple[str, int]
-    m2c: np.ndarray  # catalogue row of each model item, -1 if not catalogued
-    eligible: np.ndarray  # bool per model item: may be recommended at all
-    category: np.ndarray  # object per model item ('' if not catalogued)
-    cat_codes: np.ndarray  # int64 category code per model item (-1 if not catalogued)
-    price: np.ndarray  # float64 per model item
-    cold_rows: np.ndarray  # catalogue rows the model does not know, active
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class ServingEngine:
@@ -155,7 +61,7 @@ class ServingEngine:
         self.policy: SlatePolicy = policy or GreedyPolicy()
         self._model: ModelView | None = None
         self._catalogue = CatalogueView.from_rows([], 0)
-        self._aligned: _Aligned | None = None
+        self._aligned: Alignment | None = None
         self._lock = threading.Lock()
 
     # ---- state -----------------------------------------------------------------------------
@@ -195,7 +101,7 @@ class ServingEngine:
                   version: str | None = None, t0: float | None = None) -> ModelView:
         """Serve an in-memory fitted model (tests, the demo)."""
         t0 = time.perf_counter() if t0 is None else t0
-        if not getattr(model, "_fitted", False):
+        if not model.is_fitted:
             raise NotFittedError("The model to serve is not fitted; call fit(train) first.")
         vectors = item_vectors(model)
         pop = np.asarray(model.seen_.sum(axis=0), dtype=np.float64).ravel()
@@ -224,7 +130,7 @@ class ServingEngine:
             )
         return view
 
-    def _align(self, view: ModelView, cat: CatalogueView) -> _Aligned:
+    def _align(self, view: ModelView, cat: CatalogueView) -> Alignment:
         key = (view.version + str(id(view)), cat.version)
         aligned = self._aligned
         if aligned is not None and aligned.key == key:
@@ -254,7 +160,7 @@ class ServingEngine:
             cold_known = known & (view.popularity <= 0)
             in_model[m2c[cold_known]] = False
             cold_rows = np.flatnonzero(~in_model & cat.active)
-            aligned = _Aligned(key, m2c, eligible, category, codes, price, cold_rows)
+            aligned = Alignment(key, m2c, eligible, category, codes, price, cold_rows)
             self._aligned = aligned
             return aligned
 
@@ -289,9 +195,9 @@ class ServingEngine:
         else:
             codes = (np.fromiter((EVENT_CODE.get(e, 0) for e in events), dtype=np.int8, count=len(events))
                      if events and len(events) == len(items) else None)
-            # The model's scoring hook, called directly: `score_history` would look the ids up
-            # again and build a pandas Categorical of the events on every request (~1.5 ms).
-            scores = np.array(model._score_histories(
+            # The batch scoring hook on indices: `score_history` would look the ids up again
+            # and build a pandas Categorical of the events on every request (~1.5 ms).
+            scores = np.array(model.score_histories(
                 [hist_idx[known]], None if codes is None else [codes[known]])[0], dtype=np.float64)
             spread = max(float(scores.max()), -float(scores.min())) if scores.size else 0.0
             # Popularity breaks ties (many items score exactly 0 for neighbourhood models).
@@ -317,15 +223,15 @@ class ServingEngine:
         new_rows = self._new_in_liked(al, cat, liked, items, wanted, min_price, max_price, now)
 
         if diversity > 0 and len(pool):
-            order = _diversify(pool_scores, al.cat_codes[pool], k, diversity)
+            order = _diversify_by_category(pool_scores, al.cat_codes[pool], k, diversity)
             pool, pool_scores = pool[order], pool_scores[order]
 
         chosen: list[tuple[int, float, bool, float]] = []
         if len(pool):
             ids = model.items_.ids[pool].tolist()
-            slate = self.policy.choose(ids, pool_scores, k, exploration, rng)
-            chosen = [(int(pool[p]), float(pool_scores[p]), bool(e), float(q))
-                      for p, e, q in zip(slate.positions, slate.explored, slate.propensities)]
+            slate = self.policy.choose(pool, ids, pool_scores, k, exploration, rng)
+            chosen = [(int(m), float(s), bool(e), float(q))
+                      for m, s, e, q in zip(slate.items, slate.scores, slate.explored, slate.propensities)]
 
         # One product for all "because" explanations: latest history items x chosen items.
         anchor_pos = np.flatnonzero(known)[-_ANCHOR_WINDOW:]
@@ -504,35 +410,14 @@ class ServingEngine:
         }
 
 
-def _diversify(scores: np.ndarray, categories: np.ndarray, k: int, weight: float) -> np.ndarray:
-    """Order candidates so that the first k trade score against repeating a category (greedy MMR).
-
-    weight in [0, 1]: 0 keeps the score order; 1 picks a new category whenever one is left.
-    Returns a permutation of the candidate positions.
-    """
+def _diversify_by_category(scores: np.ndarray, categories: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """A permutation of the candidates whose first k trade score against repeating a category:
+    maximal marginal relevance (`shoprec.explore.slate.mmr_rerank`) over one-hot categories,
+    with lambda = 1 - weight (0 keeps the score order; 1 takes a new category while one is left)."""
     n = len(scores)
-    if n == 0:
-        return np.arange(0)
-    lo, hi = float(scores.min()), float(scores.max())
-    rel = (scores - lo) / (hi - lo) if hi > lo else np.zeros(n)
     _, codes = np.unique(categories, return_inverse=True)
-    counts = np.zeros(codes.max() + 1)
-    taken = np.zeros(n, dtype=bool)
-    order = []
-    for _ in range(min(k, n)):
-        value = (1 - weight) * rel - weight * counts[codes]
-        value[taken] = -np.inf
-        pick = int(np.argmax(value))
-        order.append(pick)
-        taken[pick] = True
-        counts[codes[pick]] += 1
-    rest = np.flatnonzero(~taken)
-    return np.concatenate([np.asarray(order, dtype=np.int64), rest])
-
-
-def check_filters(min_price: float | None, max_price: float | None) -> None:
-    """Raise ConfigError for a price range that is empty."""
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise ConfigError(
-            f"The price filter must have min_price <= max_price. Got {min_price} > {max_price} instead."
-        )
+    onehot = np.eye(codes.max() + 1 if n else 1)[codes]
+    first = mmr_rerank(scores[None, :], onehot[None], np.ones((1, n), bool), min(k, n), 1.0 - weight)[0]
+    first = first[first >= 0]
+    rest = np.setdiff1d(np.arange(n), first, assume_unique=False)
+    return np.concatenate([first, rest[np.argsort(-scores[rest], kind="stable")]]).astype(np.int64)

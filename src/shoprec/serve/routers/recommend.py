@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter
 
 from shoprec.errors import ConfigError
-from shoprec.serve.engine import Recommendation
 from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
 from shoprec.serve.schemas import (
     ExplanationOut,
@@ -18,6 +17,7 @@ from shoprec.serve.schemas import (
     RecommendedItem,
 )
 from shoprec.serve.service import Reader, Service, ServiceDep
+from shoprec.serve.views import Recommendation
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
 

@@ -91,3 +91,49 @@ def test_data_report_counts_dropped_rows(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rows read 4, kept 2" in out
     assert "duplicate" in out and "missing_item" in out
+
+
+def test_a_mistyped_parameter_is_one_line_that_names_it_and_lists_the_parameters(tiny_csv, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "als", "--param", "factor=32", "--out", str(tmp_path / "m")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("shoprec: error: Model 'als' has no parameter 'factor'. Did you mean 'factors'?")
+    assert "Its parameters: factors, regularization, alpha, iterations" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_parameter_value_is_one_line_naming_the_parameter(tiny_csv, tmp_path, capsys):
+    code = main(["evaluate", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "transformer", "--param", "lr=-1", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "shoprec: error: The 'lr' parameter of TransformerConfig must be a number in [1e-08, 10.0]. Got -1.0 instead."
+
+
+def test_models_params_lists_every_parameter_with_its_default_and_a_line_of_help(capsys):
+    assert main(["models", "--params", "ncf"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Parameters of ncf (shoprec.models.ncf.NCF)")
+    rows = {line.split()[0]: line for line in out[1:]}
+    assert rows["hidden"].split()[1] == "[64," and "MLP tower" in rows["hidden"]
+    assert rows["loss"].split()[1] == "sampled" and rows["epochs"].split()[1] == "100"
+
+
+def test_every_parameter_of_every_registered_model_is_documented():
+    from shoprec.models.registry import model_class, model_names
+
+    missing = {name: [k for k, doc in model_class(name).param_docs().items() if not doc] for name in model_names()}
+    assert not {k: v for k, v in missing.items() if v}
+
+
+def test_train_writes_the_model_and_a_sidecar_saying_what_it_was_trained_on(tmp_path, tiny_csv, capsys):
+    code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "transformer", "--param", "epochs=2", "--param", "d=8", "--param", "device=cpu",
+                 "--protocol", "none", "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    sidecar = json.loads((tmp_path / "m" / "transformer.json").read_text())
+    assert sidecar["model"] == "transformer" and sidecar["protocol"] == "none" and sidecar["world_size"] == 1
+    assert sidecar["params"]["d"] == 8 and len(sidecar["training_log"]) == 2
+    assert sidecar["n_events"] > 0 and sidecar["trained_at"].endswith("+00:00")

@@ -2,9 +2,6 @@
 
     shoprec serve --demo                      # bundled shop, trained model, http://127.0.0.1:8000/
     shoprec serve --db postgresql+psycopg://shop@db/shop --model models/item-knn.npz --port 8080
-
-cli.py wires it in with `add_serve_parser(sub)`; `python -m shoprec.serve_cli serve ...` works
-on its own too.
 """
 
 from __future__ import annotations
@@ -12,13 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import sys
 from pathlib import Path
 
-__all__ = ["add_serve_parser", "cmd_serve", "main"]
+from shoprec.cli.common import say
+
+__all__ = ["add_parser"]
 
 
-def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> None:
     """Add the `serve` sub-command to an argparse subparsers object."""
     p = subparsers.add_parser(
         "serve", help="run the recommendation service and web page",
@@ -38,16 +36,14 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--demo-model", default="item-knn", help="model trained for --demo (default item-knn)")
     p.add_argument("--access-log", action="store_true", help="log every request (paths only)")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_serve)
-    return p
+    p.set_defaults(func=run)
 
 
 def _log(args: argparse.Namespace, message: str) -> None:
-    if not getattr(args, "quiet", False):
-        print(f"shoprec serve: {message}", file=sys.stderr, flush=True)
+    say(args, f"shoprec serve: {message}")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Build the app from settings and arguments, then run uvicorn until interrupted."""
     from shoprec.errors import require_extra
 
@@ -96,20 +92,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 log_level="warning" if args.quiet else "info")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: `python -m shoprec.serve_cli serve ...`."""
-    from shoprec.errors import ShoprecError
-
-    parser = argparse.ArgumentParser(prog="shoprec")
-    add_serve_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ShoprecError as exc:
-        print(f"shoprec: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 
 from shoprec.errors import ConfigError
-from shoprec.evaluate.ope import off_policy_validation
-from shoprec.evaluate.simulator import Store, StoreConfig, run_experiment, simulate
 from shoprec.explore import PolicyConfig, examination
+from shoprec.simulation import (
+    SimulatedStore,
+    StoreConfig,
+    off_policy_validation,
+    run_experiment,
+    simulate,
+)
 
 SMALL = StoreConfig(n_shoppers=40, truth_model="svd", truth_factors=8, model_factors=8, feature_dim=4,
                     content="synthetic", new_item_fraction=0.2, new_item_every=2, new_item_batches=3,
@@ -19,12 +24,12 @@ SMALL = StoreConfig(n_shoppers=40, truth_model="svd", truth_factors=8, model_fac
 
 
 @pytest.fixture
-def store(synthetic_shop) -> Store:
-    return Store.build(synthetic_shop, SMALL, seed=0)
+def store(synthetic_shop) -> SimulatedStore:
+    return SimulatedStore.build(synthetic_shop, SMALL, seed=0)
 
 
 def test_same_seed_same_store_and_same_run(synthetic_shop, store):
-    again = Store.build(synthetic_shop, SMALL, seed=0)
+    again = SimulatedStore.build(synthetic_shop, SMALL, seed=0)
     np.testing.assert_array_equal(store.exploit_scores, again.exploit_scores)
     np.testing.assert_array_equal(store.arrival, again.arrival)
     for spec in ("thompson", "egreedy:0.3", "dynamic"):
@@ -36,7 +41,7 @@ def test_same_seed_same_store_and_same_run(synthetic_shop, store):
 
 
 def test_another_seed_gives_another_store(synthetic_shop, store):
-    other = Store.build(synthetic_shop, SMALL, seed=1)
+    other = SimulatedStore.build(synthetic_shop, SMALL, seed=1)
     assert not np.array_equal(store.shopper_ids, other.shopper_ids) or not np.array_equal(store.arrival, other.arrival)
 
 
@@ -105,13 +110,13 @@ def test_experiment_reports_what_the_cli_writes(synthetic_shop):
 
 
 def test_cli_prints_tables_and_writes_json_and_plot(tmp_path, synthetic_shop, capsys):
-    from shoprec.simulate_cli import main
+    from shoprec.cli import main
 
     d = synthetic_shop
     path = tmp_path / "log.csv"
     pd.DataFrame({"user": d.users.id_of(d.user_idx), "item": d.items.id_of(d.item_idx),
                   "timestamp": d.timestamp}).to_csv(path, index=False)
-    code = main(["--policies", "greedy,dynamic", "--rounds", "3", "--seeds", "2", "--data", str(path),
+    code = main(["simulate", "--policies", "greedy,dynamic", "--rounds", "3", "--seeds", "2", "--data", str(path),
                  "--format", "csv", "--shoppers", "30", "--truth-model", "svd", "--content", "synthetic",
                  "--ope-rounds", "2", "--bootstrap", "50", "--propensity-samples", "20",
                  "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"), "--quiet"])

@@ -1,4 +1,4 @@
-"""The main job on the embedded default: the bundled Online Retail shop, end to end.
+"""`shoprec demo`: the bundled Online Retail shop, end to end.
 
 Loads the demo shop, splits it leave-one-out by time, fits the default models, prints a
 full-ranking leaderboard and shows a few shoppers' recent purchases and recommendations by
@@ -12,11 +12,23 @@ import time
 
 import numpy as np
 
+from shoprec.cli.common import table
 
-def run_demo(models: tuple[str, ...] = ("pop", "item-knn", "ease", "als"), k: int = 10,
-             n_shoppers: int = 3, quiet: bool = False, out=sys.stdout) -> int:
+__all__ = ["DEFAULT_MODELS", "add_parser", "run_demo"]
+
+DEFAULT_MODELS = ("pop", "item-knn", "ease", "als")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="train and evaluate the default models on the bundled shop")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=lambda args: run_demo(models=tuple(args.models.split(",")), quiet=args.quiet))
+
+
+def run_demo(models: tuple[str, ...] = DEFAULT_MODELS, k: int = 10, n_shoppers: int = 3,
+             quiet: bool = False, out=sys.stdout) -> int:
     """Run the demo and print to `out`. Returns 0 (the CLI's exit status)."""
-    from shoprec.cli import _table
     from shoprec.data.readers import load_demo
     from shoprec.data.split import leave_one_out
     from shoprec.evaluate.protocol import evaluate
@@ -47,8 +59,8 @@ def run_demo(models: tuple[str, ...] = ("pop", "item-knn", "ease", "als"), k: in
                      "eval_s": round(result.eval_seconds, 2)})
         log(f"  {name}: fitted in {fit_s:.1f}s")
     rows.sort(key=lambda r: -r[f"NDCG@{k}"])
-    print(_table(rows, title=f"Leaderboard: bundled Online Retail shop, leave-one-out, full ranking "
-                             f"over {data.n_items:,} products, {parts.test_users.size:,} test shoppers"),
+    print(table(rows, title=f"Leaderboard: bundled Online Retail shop, leave-one-out, full ranking "
+                            f"over {data.n_items:,} products, {parts.test_users.size:,} test shoppers"),
           file=out)
 
     best_name = rows[0]["model"]

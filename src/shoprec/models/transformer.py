@@ -10,7 +10,8 @@ Training is SASRec+ (Klenitskiy & Vasilev, RecSys 2023): cross-entropy over the 
 every position. For very large catalogues `loss="sampled"` uses a sampled softmax over
 `n_negatives` items shared by the batch, drawn uniformly or by popularity, with the logQ
 correction (gSASRec-style training at a fraction of the cost). Early stopping on validation
-NDCG@10, checkpoints, resuming, seeds and devices come from `torch_utils`.
+NDCG@10, checkpoints, resuming, seeds and devices come from the training core
+(`shoprec.models.neural`).
 
 Catalogue growth: `partial_fit(new_data)` accepts a Dataset whose item vocabulary extends the
 model's; the embedding matrix gains rows for the new items (from text when the model uses text,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,8 +32,17 @@ from torch import nn
 
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPES
-from shoprec.errors import ConfigError, check_choice, check_float, check_int
-from shoprec.models.torch_utils import NeuralSequenceRecommender
+from shoprec.errors import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_str,
+)
+from shoprec.models.neural import NeuralSequenceRecommender, TrainingConfig
+
+__all__ = ["TransformerConfig", "TransformerRecommender", "item_text"]
 
 log = logging.getLogger("shoprec.models")
 
@@ -212,115 +223,44 @@ class _CausalTransformer(nn.Module):
         return (hidden * self.vectors(items)).sum(-1)
 
 
-class TransformerRecommender(NeuralSequenceRecommender):
-    """SASRec-style causal Transformer with event-type (and optional time-gap) embeddings.
+@dataclass(frozen=True)
+class TransformerConfig(TrainingConfig):
+    """The behaviour Transformer's hyperparameters: the network's below, training's from
+    `TrainingConfig` (max_len, dropout, loss, epochs, lr, ...).
 
     Args:
         d: embedding and hidden size.
-        n_layers, n_heads: Transformer blocks and attention heads (d must divide by n_heads).
-        max_len: events per history the model reads (the most recent ones).
-        dropout: dropout on embeddings, residual branches and feed-forward, in [0, 0.95].
+        n_layers: Transformer blocks.
+        n_heads: attention heads (d must divide by n_heads).
         block: "sasrec" (the SASRec paper's block: query from the normed input, keys and values
-            from the raw input, residuals from the normed states, ReLU feed-forward; what
-            SASRec+ trains) or "pre_ln" (a textbook pre-LayerNorm `nn.TransformerEncoderLayer`
-            with GELU).
+            from the raw input, residuals from the normed states, ReLU feed-forward; what SASRec+
+            trains) or "pre_ln" (a textbook pre-LayerNorm `nn.TransformerEncoderLayer`, GELU).
         attn_dropout: dropout on attention weights, 0 by default (SASRec+ uses its `dropout`).
         event_embeddings: add a learned vector per event type (view, cart, ...) to each item.
-        time_gaps: add a learned vector per log2-bucket of seconds since the previous event.
-            Raw histories carry no timestamps, so they use the "unknown gap" bucket.
+        time_gaps: add a learned vector per log2-bucket of seconds since the previous event (raw
+            histories carry no timestamps, so they use the "unknown gap" bucket).
         n_time_buckets: number of gap buckets (2 are reserved: padding and unknown).
-        loss: "full" (softmax over the whole catalogue, SASRec+) or "sampled" (sampled softmax
-            with logQ correction).
-        n_negatives: negatives per batch, shared by all positions, for loss="sampled".
-        negative_sampling: "uniform" or "popularity" (counts ** 0.75) for loss="sampled".
-        epochs: maximum passes over the training users; patience: validation checks without
-            improvement before stopping (only when `fit` gets `valid`); eval_every: epochs between
-            checks; valid_users: evaluate on a seeded sample of this many users (None = all).
-        batch_size: users per global batch; lr, weight_decay: Adam settings.
-        bucket_by_length: batch users of similar history length together (batches are still
-            shuffled), so less of each batch is padding. On ML-1M it saved only ~10% of the CPU
-            time per epoch and slowed convergence per epoch, so it is off by default.
         text_init: initialise item embeddings from item text (PCA of the 384-d vectors); after
             training, items without training events and new items are placed by a ridge map from
             text to the learned embeddings, so they can be recommended from text alone.
         text_fusion: item vector = free embedding + learned projection of its text, throughout.
-        text_cache_dir: where the text encoder caches vectors.
-        checkpoint_dir: write a checkpoint there after every epoch; resume: continue from it.
-        max_seconds: time budget for training, in seconds of wall time (None = no limit). No
-            epoch starts that would end past it, judging by the last epoch; the result then
-            depends on the machine's speed, so leave it None where runs must be reproducible.
-        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N". seed: same seed, same
-            model. verbose: show a progress bar (loss, validation NDCG@10) on stderr.
+        text_cache_dir: where the text encoder caches vectors (None: its default).
     """
 
-    name = "transformer"
+    d: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    block: str = "sasrec"
+    attn_dropout: float = 0.0
+    event_embeddings: bool = True
+    time_gaps: bool = False
+    n_time_buckets: int = 32
+    text_init: bool = False
+    text_fusion: bool = False
+    text_cache_dir: str | None = None
 
-    def __init__(
-        self,
-        d: int = 64,
-        n_layers: int = 2,
-        n_heads: int = 1,
-        max_len: int = 50,
-        dropout: float = 0.2,
-        block: str = "sasrec",
-        attn_dropout: float = 0.0,
-        event_embeddings: bool = True,
-        time_gaps: bool = False,
-        n_time_buckets: int = 32,
-        loss: str = "full",
-        n_negatives: int = 256,
-        negative_sampling: str = "uniform",
-        epochs: int = 200,
-        batch_size: int = 128,
-        bucket_by_length: bool = False,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 10,
-        eval_every: int = 1,
-        valid_users: int | None = None,
-        text_init: bool = False,
-        text_fusion: bool = False,
-        text_cache_dir: str | None = None,
-        checkpoint_dir: str | None = None,
-        resume: bool = False,
-        max_seconds: float | None = None,
-        device: str = "auto",
-        seed: int = 0,
-        verbose: bool = False,
-    ) -> None:
-        self.d = d
-        self.n_layers = n_layers
-        self.n_heads = n_heads
-        self.max_len = max_len
-        self.dropout = dropout
-        self.block = block
-        self.attn_dropout = attn_dropout
-        self.event_embeddings = event_embeddings
-        self.time_gaps = time_gaps
-        self.n_time_buckets = n_time_buckets
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.negative_sampling = negative_sampling
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.bucket_by_length = bucket_by_length
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.valid_users = valid_users
-        self.text_init = text_init
-        self.text_fusion = text_fusion
-        self.text_cache_dir = text_cache_dir
-        self.checkpoint_dir = checkpoint_dir
-        self.resume = resume
-        self.max_seconds = max_seconds
-        self.device = device
-        self.seed = seed
-        self.verbose = verbose
-
-    def _validate(self) -> None:
-        self._validate_common()
+    def __post_init__(self) -> None:
+        super().__post_init__()
         where = type(self).__name__
         check_int("d", self.d, 1, 4096, where)
         check_int("n_layers", self.n_layers, 1, 64, where)
@@ -329,34 +269,30 @@ class TransformerRecommender(NeuralSequenceRecommender):
             raise ConfigError(
                 f"The 'n_heads' parameter of {where} must divide d={self.d}. Got {self.n_heads} instead."
             )
-        check_int("n_time_buckets", self.n_time_buckets, 3, 128, where)
-        check_float("attn_dropout", self.attn_dropout, 0.0, 0.95, where)
         check_choice("block", self.block, ("sasrec", "pre_ln"), where)
+        check_float("attn_dropout", self.attn_dropout, 0.0, 0.95, where)
+        check_int("n_time_buckets", self.n_time_buckets, 3, 128, where)
         for flag in ("event_embeddings", "time_gaps", "text_init", "text_fusion"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(
-                    f"The {flag!r} parameter of {where} must be a bool. Got {getattr(self, flag)!r} instead."
-                )
-        if self.text_cache_dir is not None and not isinstance(self.text_cache_dir, str):
-            raise ConfigError(
-                f"The 'text_cache_dir' parameter of {where} must be a str path or None. "
-                f"Got {self.text_cache_dir!r} instead."
-            )
+            check_bool(flag, getattr(self, flag), where)
+        check_optional_str("text_cache_dir", self.text_cache_dir, where)
+
+
+class TransformerRecommender(NeuralSequenceRecommender):
+    """SASRec-style causal Transformer with event-type (and optional time-gap) embeddings.
+
+    Hyperparameters: the fields of `TransformerConfig` (`shoprec models --params transformer`
+    lists them with their defaults).
+    """
+
+    name = "transformer"
+    config_class = TransformerConfig
+    config_: TransformerConfig
 
     def _build_net(self, n_items: int, text_dim: int) -> nn.Module:
+        cfg = self.config_
         return _CausalTransformer(
-            n_items,
-            self.d,
-            self.n_layers,
-            self.n_heads,
-            self.max_len,
-            self.dropout,
-            self.event_embeddings,
-            self.n_time_buckets if self.time_gaps else 0,
-            text_dim,
-            self.text_fusion,
-            self.attn_dropout,
-            self.block,
+            n_items, cfg.d, cfg.n_layers, cfg.n_heads, cfg.max_len, cfg.dropout, cfg.event_embeddings,
+            cfg.n_time_buckets if cfg.time_gaps else 0, text_dim, cfg.text_fusion, cfg.attn_dropout, cfg.block,
         )
 
     def _text_dim(self, weights: dict[str, torch.Tensor]) -> int:
@@ -368,28 +304,28 @@ class TransformerRecommender(NeuralSequenceRecommender):
 
     # -- text ------------------------------------------------------------------------------
     def _text_matrix(self, data: Dataset) -> np.ndarray | None:
-        if not (self.text_init or self.text_fusion):
+        if not (self.config_.text_init or self.config_.text_fusion):
             return None
-        return item_text(data, self.text_cache_dir)
+        return item_text(data, self.config_.text_cache_dir)
 
     def _init_text(self, text: np.ndarray) -> None:
-        net = self.net_
-        if self.text_fusion:
+        net, d = self.net_, self.config_.d
+        if self.config_.text_fusion:
             net.text_features.copy_(torch.as_tensor(text, dtype=torch.float32))
             return
         # PCA of the text vectors, scaled to the embedding's initial spread.
         centred = text - text.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        init = centred @ vt[: self.d].T
-        if init.shape[1] < self.d:
-            init = np.pad(init, ((0, 0), (0, self.d - init.shape[1])))
+        init = centred @ vt[:d].T
+        if init.shape[1] < d:
+            init = np.pad(init, ((0, 0), (0, d - init.shape[1])))
         weight = net.item_emb.weight
         init *= float(weight[1:].detach().std()) / max(float(init.std()), 1e-12)
         with torch.no_grad():
             weight[1:] = torch.as_tensor(init, dtype=weight.dtype)
 
     def _after_fit(self, data: Dataset, text: np.ndarray | None) -> None:
-        if text is None or self.text_fusion:
+        if text is None or self.config_.text_fusion:
             return
         net = self.net_
         trained = self.item_counts_ > 0

@@ -7,39 +7,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import Any
+
+from shoprec.cli.common import say
+from shoprec.cli.params import parse_scoped_params
+
+__all__ = ["add_parser"]
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _model_params(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
-    from shoprec.errors import ConfigError
-
-    out: dict[str, dict[str, Any]] = {}
-    for pair in pairs or []:
-        model, sep, rest = pair.partition(":")
-        key, sep2, value = rest.partition("=")
-        if not sep or not sep2 or not key:
-            raise ConfigError(f"--param expects MODEL:KEY=VALUE, e.g. dp-mf:factors=64. Got {pair!r}.")
-        out.setdefault(model, {})[key.replace("-", "_")] = _parse_value(value)
-    return out
-
-
-def add_privacy_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> None:
     """Register the `privacy-report` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "privacy-report",
@@ -69,11 +45,10 @@ def add_privacy_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave as is)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
-    p.set_defaults(func=cmd_privacy_report)
-    return p
+    p.set_defaults(func=run)
 
 
-def cmd_privacy_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the report as the arguments say; prints the table to stdout."""
     from shoprec.data.readers import load
     from shoprec.privacy.report import (
@@ -85,17 +60,13 @@ def cmd_privacy_report(args: argparse.Namespace) -> int:
         write_json,
     )
 
-    def say(message: str) -> None:
-        if not args.quiet:
-            print(message, file=sys.stderr, flush=True)
-
     if args.threads:
         import torch
 
         torch.set_num_threads(int(args.threads))
-    params = _model_params(args.param)
+    params = parse_scoped_params(args.param)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    reference = _model_params(args.reference_param)
+    reference = parse_scoped_params(args.reference_param)
     if args.epochs is not None:
         for m in models:
             params.setdefault(m, {}).setdefault("epochs", int(args.epochs))
@@ -114,12 +85,12 @@ def cmd_privacy_report(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     data = load(args.data, args.format).dataset()
-    say(f"loaded {args.data}: {data.n_users:,} users, {data.n_items:,} items, {len(data):,} events "
+    say(args, f"loaded {args.data}: {data.n_users:,} users, {data.n_items:,} items, {len(data):,} events "
         f"in {time.perf_counter() - t0:.1f}s")
-    report = privacy_report(data, settings, name=str(args.data), progress=say)
+    report = privacy_report(data, settings, name=str(args.data), progress=lambda m: say(args, m))
     print(format_table(report))
     if args.json:
-        say(f"wrote {write_json(report, args.json)}")
+        say(args, f"wrote {write_json(report, args.json)}")
     if args.plot:
-        say(f"wrote {plot_report(report, args.plot)}")
+        say(args, f"wrote {plot_report(report, args.plot)}")
     return 0

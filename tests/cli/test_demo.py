@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from shoprec.demo_job import run_demo
+from shoprec.cli.demo import run_demo
 
 
 def test_demo_prints_a_leaderboard_and_recommendations_by_title():
