@@ -10,7 +10,6 @@ import pytest
 from serve_helpers import ADMIN, event, recommend
 from sqlalchemy import create_engine, text
 
-from shoprec.explore.slate import Slate
 from shoprec.models.popularity import Popularity
 from shoprec.privacy.pseudonym import Pseudonymizer
 
@@ -30,7 +29,7 @@ def test_health_needs_no_key_and_reports_database_model_and_schema(client):
     r = client.get("/v1/health")
     assert r.status_code == 200
     assert r.json() | {"version": "x"} == {"status": "ok", "database": True, "model_loaded": True,
-                                           "schema_revision": "0001", "version": "x"}
+                                           "schema_revision": "0002", "version": "x"}
 
 
 def test_metrics_need_a_key_and_count_requests_by_route_template(client):
@@ -114,7 +113,8 @@ def test_diversity_override_spreads_categories(client):
 def test_history_explanation_names_the_anchor_item_and_what_was_done(client):
     client.post("/v1/events", json=event("x1", "erin", "i3", kind="purchase"), headers=ADMIN)
     first = recommend(client, shopper_id="erin")["items"][0]["explanation"]
-    assert first == {"code": "history", "text": "Because you bought “tea pot”", "anchor_item_id": "i3"}
+    assert first == {"code": "history", "text": "Because you bought “tea pot”", "anchor_item_id": "i3",
+                     "basis": "similarity"}
 
 
 def test_cold_start_explains_popularity(client):
@@ -129,54 +129,55 @@ def test_new_item_in_a_liked_category_gets_a_slot_and_says_why(client):
     items = recommend(client, shopper_id="fay", k=3)["items"]
     assert items[-1]["item_id"] == "i9"
     assert items[-1]["explanation"] == {"code": "new_in_category", "text": "New in kitchen, a category you like",
-                                        "anchor_item_id": None}
+                                        "anchor_item_id": None, "basis": None}
 
 
-class _AlwaysExploreLast:
-    """A slate policy that explores the last slot with propensity 0.25 (for the seam's contract)."""
+def test_exploration_is_badged_logged_with_propensity_and_learned_once_per_click(make_client):
+    # Epsilon-greedy at 1: the one exploration slot of a 3-slate (slot 3) always explores, and
+    # shows one of the five candidates outside the exploit top 3, each with propensity 1/5.
+    c = make_client(weight_rule="fixed", epsilon=1.0, exploration=None)
+    body = recommend(c, shopper_id="gus", k=3)
+    assert body["policy"] == "egreedy:1" and body["exploration"]["weight"] == 1.0
+    last = body["items"][-1]
+    assert last["explored"] and last["propensity"] == pytest.approx(0.2)
+    assert last["explanation"]["code"] == "exploring"
+    logged = _export(c, "gus")["impressions"]
+    assert [(i["position"], round(i["propensity"], 6), i["explored"]) for i in logged] == [
+        (0, 1.0, False), (1, 1.0, False), (2, 0.2, True)]
+    assert {i["impression_id"] for i in logged} == {body["impression_id"]}
+    click = event("c1", "gus", last["item_id"], impression_id=body["impression_id"])
+    c.post("/v1/events", json=click, headers=ADMIN)
+    c.post("/v1/events", json=click, headers=ADMIN)  # a retry is not a second reward
+    states = _export(c, "gus")["exploration_states"]
+    assert len(states) == 1 and states[0]["n_feedback"] == 1
+    recommend(c, shopper_id="gus", k=3)  # the first slate is over: its two unclicked items were skips
+    assert _export(c, "gus")["exploration_states"][0]["n_feedback"] == 3
 
-    name = "test-policy"
 
-    def __init__(self) -> None:
-        self.rewards: list[tuple[str, float]] = []
-
-    def choose(self, items, item_ids, scores, k, exploration, rng):
-        n = min(k, len(item_ids))
-        columns = np.r_[np.arange(n - 1), len(item_ids) - 1]
-        explored = np.r_[np.zeros(n - 1, bool), True]
-        return Slate(items[columns], scores[columns], np.r_[np.ones(n - 1), 0.25], explored,
-                     ["exploit"] * (n - 1) + ["exploring: uncertain"], exploration, {}, self.name, columns)
-
-    def update(self, item_id, reward):
-        self.rewards.append((item_id, reward))
+def test_each_slate_carries_its_exploration_weight_and_the_signals_behind_it(make_client):
+    c = make_client(exploration=None)
+    body = recommend(c, shopper_id="ivy", k=4)
+    assert body["policy"] == "dynamic-thompson" and body["exploration"]["rule"] == "dynamic"
+    assert 0.0 <= body["exploration"]["weight"] <= 1.0 and not body["exploration"]["overridden"]
+    assert set(body["exploration"]["signals"]) >= {"history", "variance", "drift", "payoff"}
+    assert body["exploration"]["signals"]["history"] == 1.0  # a shopper the shop knows nothing of
+    assert body["path"] == "popularity" and body["degraded"] is False
+    fixed = recommend(c, shopper_id="ivy", k=4, exploration=0.0)
+    assert fixed["exploration"]["weight"] == 0.0 and fixed["exploration"]["overridden"]
+    assert not any(item["explored"] for item in fixed["items"])
 
 
-def test_exploration_is_badged_logged_with_propensity_and_fed_back(make_client, knn):
-    from shoprec.serve.app import create_app
-
-    policy = _AlwaysExploreLast()
-    client = make_client()
-    app = create_app(client.app.state.service.settings, pseudonymizer=client.app.state.service.pseudonymizer,
-                     model=knn, policy=policy)
-    from serve_helpers import ASGIClient
-
-    c = ASGIClient(app)
-    try:
-        body = recommend(c, shopper_id="gus", k=3)
-        assert body["policy"] == "test-policy"
-        last = body["items"][-1]
-        assert last["explored"] and last["propensity"] == 0.25
-        assert last["explanation"]["code"] == "exploring"
-        logged = _export(c, "gus")["impressions"]
-        assert [(i["position"], i["propensity"], i["explored"]) for i in logged] == [
-            (0, 1.0, False), (1, 1.0, False), (2, 0.25, True)]
-        assert {i["impression_id"] for i in logged} == {body["impression_id"]}
-        click = event("c1", "gus", last["item_id"], impression_id=body["impression_id"])
-        c.post("/v1/events", json=click, headers=ADMIN)
-        c.post("/v1/events", json=click, headers=ADMIN)  # a retry is not a second reward
-        assert policy.rewards == [(last["item_id"], 1.0)]
-    finally:
-        c.close()
+def test_the_exploration_state_survives_a_restart_of_the_service(make_client, settings):
+    c = make_client(exploration=None)
+    c.post("/v1/events", json=event("r0", "joe", "i1"), headers=ADMIN)
+    body = recommend(c, shopper_id="joe", k=3)
+    c.post("/v1/events", json=event("r1", "joe", body["items"][0]["item_id"], impression_id=body["impression_id"]),
+           headers=ADMIN)
+    before = _export(c, "joe")["exploration_states"]
+    again = make_client(with_catalogue=False, exploration=None)  # a new process on the same database
+    assert _export(again, "joe")["exploration_states"] == before
+    status = again.get("/v1/model", headers=ADMIN).json()
+    assert status["exploration"]["feature_space"] == before[0]["space"]
 
 
 # ---- impressions and stats ---------------------------------------------------------------------

@@ -9,12 +9,14 @@
 - `slate`: exploration budget, MMR and calibrated re-ranking, propensities, the Slate result.
 - `state`: per-shopper posteriors and per-item statistics as plain arrays (Sherman-Morrison
   updates, `to_arrays` / `from_arrays`).
-- `serving`: the per-request slate policies the HTTP service runs (`ItemUCBPolicy`, `GreedyPolicy`).
+- `online`: one request at a time with the shopper's state stored outside (`OnlineExplorer`):
+  what the HTTP service runs.
 
 See docs/exploration.md for the rules and the benchmark.
 """
 
 from shoprec.explore.config import POLICY_KINDS, PolicyConfig, examination
+from shoprec.explore.online import OnlineConfig, OnlineExplorer
 from shoprec.explore.policies import Policy
 from shoprec.explore.pools import (
     SOURCES,
@@ -23,7 +25,6 @@ from shoprec.explore.pools import (
     build_candidates,
     history_interests,
 )
-from shoprec.explore.serving import GreedyPolicy, ItemUCBPolicy, SlatePolicy, serving_policy
 from shoprec.explore.slate import Slate, SlateBatch, SlateConfig, calibrated_rerank, mmr_rerank
 from shoprec.explore.state import (
     BanditConfig,
@@ -42,9 +43,9 @@ __all__ = [
     "BanditConfig",
     "Calibrator",
     "Candidates",
-    "GreedyPolicy",
     "ItemStats",
-    "ItemUCBPolicy",
+    "OnlineConfig",
+    "OnlineExplorer",
     "Policy",
     "PolicyConfig",
     "PoolConfig",
@@ -53,7 +54,6 @@ __all__ = [
     "Slate",
     "SlateBatch",
     "SlateConfig",
-    "SlatePolicy",
     "WeightConfig",
     "build_candidates",
     "calibrated_rerank",
@@ -62,6 +62,5 @@ __all__ = [
     "history_interests",
     "mmr_rerank",
     "project",
-    "serving_policy",
     "update_shopper",
 ]

@@ -62,6 +62,7 @@ class _Context:
     """What a policy computed for a batch of requests before drawing slates."""
 
     rows: np.ndarray
+    states: ShopperStates  # the states `rows` index into
     candidates: Candidates
     valid: np.ndarray
     z: np.ndarray
@@ -105,6 +106,7 @@ class Policy:
         self.positions = explore_positions(config.slate.k, config.slate.explore_budget, config.slate.first_explore_slot)
         self.item_categories = None if item_categories is None else np.asarray(item_categories, np.int64)
         self.category_mix = None if category_mix is None else np.asarray(category_mix, np.float64)
+        self.payoff_total = np.zeros(4)  # over shoppers whose states live outside (see observe)
         if config.slate.calibration > 0 and (self.item_categories is None or self.category_mix is None):
             raise ConfigError("Calibrated re-ranking (calibration > 0) needs item_categories and category_mix.")
 
@@ -125,16 +127,18 @@ class Policy:
 
     # ---- scoring ---------------------------------------------------------------------------
     def _context(self, shoppers: np.ndarray, candidates: Candidates, scores: np.ndarray,
-                 override: float | np.ndarray | None, repeat: np.ndarray | None = None) -> _Context:
+                 override: float | np.ndarray | None, repeat: np.ndarray | None = None,
+                 states: ShopperStates | None = None) -> _Context:
         cfg = self.config
+        states = self.shoppers if states is None else states
         rows = np.asarray(shoppers, np.int64)
         if rows.ndim != 1 or len(rows) != len(candidates) or np.shape(scores) != candidates.items.shape:
             raise DataError(
                 f"shoppers {np.shape(rows)}, candidates {candidates.items.shape} and scores {np.shape(scores)} "
                 "must describe the same requests (scores: one per candidate)."
             )
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.shoppers)):
-            raise DataError(f"Shopper indices must be in [0, {len(self.shoppers)}).")
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(states)):
+            raise DataError(f"Shopper indices must be in [0, {len(states)}).")
         valid = candidates.valid
         if (candidates.items >= len(self.features)).any():
             raise DataError(f"Candidate items must be indices below {len(self.features)} (the known items).")
@@ -145,8 +149,8 @@ class Policy:
         repeat = np.zeros(valid.shape) if repeat is None else np.where(valid, np.asarray(repeat, np.float64), 0.0)
         if repeat.shape != valid.shape:
             raise DataError(f"repeat must have the candidates' shape {valid.shape}. Got {repeat.shape} instead.")
-        theta = self.shoppers.theta[rows]
-        cov = self.shoppers.cov[rows]
+        theta = states.theta[rows]
+        cov = states.cov[rows]
         mean = self.calibrator.predict(z, repeat) + self.items.mean[idx] + (x @ theta[:, :, None])[:, :, 0]
         var_user = np.maximum(((x @ cov) * x).sum(axis=2), 0.0)
         var_item = self.items.var(idx)
@@ -163,19 +167,29 @@ class Policy:
         r = np.repeat(np.arange(len(rows)), k)
         e = exploit_order.ravel()
         outside[r[e >= 0], e[e >= 0]] = False
-        weight, signals = self._weight(rows, valid, var_user, override)
-        return _Context(rows, candidates, valid, z, repeat, mean, var_user, var_item, exploit_order, outside, weight, signals)
+        weight, signals = self._weight(rows, valid, var_user, override, states)
+        return _Context(rows, states, candidates, valid, z, repeat, mean, var_user, var_item, exploit_order, outside,
+                        weight, signals)
 
-    def _weight(self, rows, valid, var_user, override):
+    def population_payoff(self, states: ShopperStates | None = None) -> np.ndarray:
+        """The payoff counters (4,) summed over every shopper: the population's verdict on
+        exploration that smooths each shopper's own. Over `self.shoppers` when the policy holds
+        the population; for states kept elsewhere (the service's store), the running total that
+        `observe` maintains."""
+        if states is None or states is self.shoppers:
+            return self.shoppers.payoff.sum(axis=0)
+        return self.payoff_total
+
+    def _weight(self, rows, valid, var_user, override, states: ShopperStates):
         cfg = self.config
         n = len(rows)
         if cfg.kind == "dynamic":
             count = np.maximum(valid.sum(axis=1), 1)
             ratio = np.where(valid, var_user, 0.0).sum(axis=1) / count / cfg.bandit.prior_sd**2
-            s = self.shoppers
+            s = states
             return exploration_weight(s.n_history[rows] + s.n_positive[rows], ratio, s.recent[rows],
                                       s.longterm[rows], s.payoff[rows], cfg.weighting, override,
-                                      population_payoff=s.payoff.sum(axis=0))
+                                      population_payoff=self.population_payoff(states))
         base = {"greedy": 0.0, "egreedy": cfg.epsilon}.get(cfg.kind, 1.0)
         w = np.full(n, base)
         if override is not None and cfg.kind != "greedy":
@@ -204,7 +218,7 @@ class Policy:
         # Thompson: theta ~ N(theta, (scale w)^2 cov), beta ~ N(beta, (scale w)^2 var_item).
         idx = np.maximum(ctx.candidates.items, 0)
         x = self.features[idx]
-        chol = np.linalg.cholesky(self.shoppers.cov[ctx.rows] + 1e-12 * np.eye(self.features.shape[1]))
+        chol = np.linalg.cholesky(ctx.states.cov[ctx.rows] + 1e-12 * np.eye(self.features.shape[1]))
         eps = rng.standard_normal((draws, len(ctx.rows), self.features.shape[1]), dtype=np.float32)
         dtheta = np.einsum("nde,sne->snd", chol, eps)
         noise = np.matmul(x[None], dtheta[..., None])[..., 0] + np.sqrt(ctx.var_item) * rng.standard_normal(
@@ -282,13 +296,16 @@ class Policy:
         override: float | np.ndarray | None = None,
         propensities: bool = True,
         repeat: np.ndarray | None = None,
+        states: ShopperStates | None = None,
     ) -> SlateBatch:
         """One slate per request. shoppers (n,): shopper rows; scores (n, C): the exploitation
         model's scores of the candidates; override: exploration weight(s) in [0, 1] (NaN = none);
         repeat (n, C): how much each shopper was recently shown each candidate (decayed,
         examination-weighted impressions), which the calibrator learns to discount.
-        propensities=False skips the Monte-Carlo propensities of randomised policies (NaN then)."""
-        ctx = self._context(shoppers, candidates, scores, override, repeat)
+        propensities=False skips the Monte-Carlo propensities of randomised policies (NaN then).
+        states: shopper states kept outside the policy (the service's, one row per request);
+        default: the policy's own population, `self.shoppers`."""
+        ctx = self._context(shoppers, candidates, scores, override, repeat, states)
         own, own_explored = self._draw(ctx, rng, 1)
         own, own_explored = own[0], own_explored[0]
         n, k = own.shape
@@ -384,10 +401,16 @@ class Policy:
             slates.explored[shown], slates.model_z[shown], slates.repeat[shown])
 
     def observe(self, shoppers: np.ndarray, items: np.ndarray, slots: np.ndarray, rewards: np.ndarray,
-                explored: np.ndarray, model_z: np.ndarray, repeat: np.ndarray | None = None) -> None:
+                explored: np.ndarray, model_z: np.ndarray, repeat: np.ndarray | None = None,
+                states: ShopperStates | None = None) -> None:
         """Learn from single feedback events (the service's path): shopper rows, item indices, the
         0-based slots they were shown in, rewards in [0, 1], exploratory flags, and the score
-        feature and repeat exposure the slate carried (`model_z`, `repeat`)."""
+        feature and repeat exposure the slate carried (`model_z`, `repeat`).
+
+        states: shopper states kept outside the policy (updated in place; the population payoff
+        total follows them); default `self.shoppers`."""
+        external = states is not None and states is not self.shoppers
+        states = self.shoppers if states is None else states
         r = np.asarray(rewards, np.float64)
         if not (np.isfinite(r) & (r >= 0) & (r <= 1)).all():
             raise DataError("rewards must be numbers in [0, 1] (0 = skip, 1 = click, cart or purchase).")
@@ -400,15 +423,19 @@ class Policy:
         # Each part learns with the others held at their current values.
         g = self.calibrator.predict(z, rep)
         beta = self.items.mean[items]
-        xt = np.einsum("nd,nd->n", x, self.shoppers.theta[rows])
+        xt = np.einsum("nd,nd->n", x, states.theta[rows])
         self.calibrator.observe(z, rep, beta + xt, exam, r)
         self.items.observe(items, g + xt, exam, r)
-        self.shoppers.observe(rows, x, g + beta, exam, r, np.asarray(explored, bool), self.config.bandit)
+        touched = np.unique(rows)
+        before = states.payoff[touched].sum(axis=0) if external else None
+        states.observe(rows, x, g + beta, exam, r, np.asarray(explored, bool), self.config.bandit)
+        if external:
+            self.payoff_total += states.payoff[touched].sum(axis=0) - before  # in place: policies may share it
 
     # ---- persistence -----------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Learned state as plain arrays (shoppers/..., items/..., calibrator/..., features)."""
-        out = {"features": self.features}
+        out = {"features": self.features, "payoff_total": self.payoff_total}
         for prefix, part in (("shoppers", self.shoppers), ("items", self.items), ("calibrator", self.calibrator)):
             out.update({f"{prefix}/{k}": v for k, v in part.to_arrays().items()})
         return out
@@ -426,6 +453,7 @@ class Policy:
         policy.shoppers = ShopperStates.from_arrays(part("shoppers"))
         policy.items = ItemStats.from_arrays(part("items"))
         policy.calibrator = Calibrator.from_arrays(part("calibrator"))
+        policy.payoff_total = np.asarray(arrays.get("payoff_total", np.zeros(4)), np.float64)
         return policy
 
     def with_config(self, **changes) -> Policy:

@@ -212,6 +212,15 @@ class Recommender(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def item_embeddings(self) -> np.ndarray | None:
+        """(n_items, d) vectors of the items in the model's own space, when it learns one (the
+        Transformer's item embeddings, factor models' item factors); None otherwise. The service
+        derives similar items and exploration features from them."""
+        factors = getattr(self, "item_factors_", None)
+        if isinstance(factors, np.ndarray) and factors.ndim == 2 and factors.shape[0] == len(self.items_):
+            return factors
+        return None
+
     @property
     def is_fitted(self) -> bool:
         """Whether the model was fitted (or loaded) and can score."""

@@ -2,9 +2,10 @@
 for large ones.
 
 Similar items and the "because you viewed X" explanations both need item-to-item similarity for
-whatever model is served. Models with item factors (matrix factorisation) provide vectors; for
-every other model the vectors are a truncated SVD of the model's own training matrix (items x
-users), so they follow the same co-occurrences the model learned from.
+whatever model is served. Models that learn item vectors (`Recommender.item_embeddings`: the
+Transformer's embeddings, factor models' item factors) provide them; for every other model the
+vectors are a truncated SVD of the model's own training matrix (items x users), so they follow
+the same co-occurrences the model learned from.
 
 Exact search is a matrix-vector product and an `argpartition`: no build time, perfect recall,
 cost linear in the catalogue. HNSW costs a build (seconds per 100k items, done when a model is
@@ -27,9 +28,8 @@ def item_vectors(model, dim: int = 64, seed: int = 0) -> np.ndarray:
 
     dim: the SVD rank when the model has no item factors of its own (capped by the data).
     """
-    factors = getattr(model, "item_factors_", None)
-    n_items = len(model.items_)
-    if isinstance(factors, np.ndarray) and factors.ndim == 2 and factors.shape[0] == n_items:
+    factors = model.item_embeddings()
+    if factors is not None:
         vectors = np.asarray(factors, dtype=np.float32)
     else:
         vectors = _svd_vectors(model.seen_, dim, seed)

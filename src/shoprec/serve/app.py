@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from shoprec import __version__
-from shoprec.explore.serving import SlatePolicy, serving_policy
 from shoprec.privacy.pseudonym import Pseudonymizer
 from shoprec.serve.auth import KeyRing, RateLimiter
 from shoprec.serve.engine import ServingEngine
@@ -43,7 +42,6 @@ def create_app(
     *,
     pseudonymizer: Pseudonymizer | None = None,
     model=None,
-    policy: SlatePolicy | None = None,
 ) -> FastAPI:
     """Build the service.
 
@@ -51,14 +49,13 @@ def create_app(
     pseudonymizer: defaults to `Pseudonymizer.from_env(data_dir=...)`, which refuses to start
         without a key (SHOPREC_PSEUDONYM_KEY or SHOPREC_PSEUDONYM_KEY_FILE).
     model: a fitted Recommender to serve instead of loading `settings.model_path`.
-    policy: the slate policy; defaults to `shoprec.explore.serving_policy()` (item-level UCB).
     """
     settings = settings or ServeSettings.from_env()
     pseudonymizer = pseudonymizer or Pseudonymizer.from_env(data_dir=settings.data_dir)
     store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     store.migrate()
     engine = ServingEngine(ann_threshold=settings.ann_threshold, new_item_days=settings.new_item_days,
-                           policy=policy or serving_policy())
+                           exploration=settings.online_config(), latency_budget_ms=settings.latency_budget_ms)
     service = Service(
         settings=settings, store=store, engine=engine,
         keys=KeyRing(store, settings.admin_key),
@@ -68,9 +65,9 @@ def create_app(
     service.keys.refresh()
     service.refresh_catalogue()
     if model is not None:
-        engine.set_model(model)
+        service.serve_model(model)
     elif settings.model_path:
-        engine.load_model(settings.model_path)
+        service.serve_model(settings.model_path)
     service.metrics.model_loaded.set(1 if engine.model_view is not None else 0)
     if settings.demo:
         service.demo_key = "demo_" + secrets.token_hex(24)

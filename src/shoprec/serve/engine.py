@@ -1,9 +1,16 @@
-"""What the service computes per request: candidates, filters, diversity, slate, explanations.
+"""What the service computes per request: scores, filters, diversity, the explored slate,
+explanations.
 
-The engine holds the served model and an in-memory view of the catalogue aligned to the model's
-item space. Recommendations are computed from the shopper's *stored* history on every request
-(`Recommender.score_history`), so an event changes the next recommendations at once, without
-retraining; a sequence model re-reads the history with its event types.
+The engine holds the served model, its exploration learner (`shoprec.explore.online`) and an
+in-memory view of the catalogue aligned to the model's item space. Recommendations are computed
+from the shopper's *stored* history on every request (`Recommender.score_histories`), so an event
+changes the next recommendations at once, without retraining; a sequence model re-reads the
+history with its event types. The slate is chosen by the per-shopper explorer from candidate
+pools around those scores, with the shopper's stored state passed in and handed back.
+
+When the model path would overrun the request's latency budget under the current load, the
+request is served from the cheaper embedding path (the mean of the recent items' vectors against
+every item) and says so.
 
 State is replaced, never mutated: a model reload builds a new `ModelView` off the request path
 and swaps one attribute, so a request sees either the old model or the new one, never a mix.
@@ -22,23 +29,31 @@ import numpy as np
 
 from shoprec.data.schema import EVENT_TYPES
 from shoprec.errors import NotFittedError, UnknownIdError
-from shoprec.explore.serving import GreedyPolicy, SlatePolicy
+from shoprec.explore.online import OnlineConfig, OnlineExplorer
 from shoprec.explore.slate import mmr_rerank
+from shoprec.explore.state import ShopperState
 from shoprec.serve.ann import ItemIndex, item_vectors
-from shoprec.serve.views import Alignment, CatalogueView, Explanation, ModelView, Recommendation
+from shoprec.serve.explain import (
+    ANCHOR_WINDOW,
+    anchor_by_removal,
+    anchor_by_similarity,
+    catalogue_fields,
+    describe,
+    describe_new,
+)
+from shoprec.serve.load import LoadGauge
+from shoprec.serve.views import (
+    Alignment,
+    CatalogueView,
+    Explanation,
+    ModelView,
+    Recommendation,
+    Served,
+)
 
 __all__ = ["ServingEngine"]
 
 EVENT_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
-VERBS = {
-    "view": "you viewed",
-    "cart": "you put {} in your cart",
-    "favourite": "you saved",
-    "purchase": "you bought",
-    "rating": "you rated",
-}
-_ANCHOR_WINDOW = 50  # the latest history items considered as the "because" of an explanation
-
 
 class ServingEngine:
     """Recommendations, similar items and explanations over one model and one catalogue.
@@ -46,6 +61,11 @@ class ServingEngine:
     ann_threshold: catalogue size from which similar items use HNSW instead of exact search.
     new_item_days: a catalogue item created this recently, unknown to the model, is "new".
     new_item_slots: how many new items in a category the shopper likes may join a slate.
+    exploration: how slates explore (weight rule, budget); None: `OnlineConfig()`.
+    latency_budget_ms: serve the cheaper embedding path when the model path's expected time
+        under the current load would exceed this (0: never degrade).
+    explain_by_model: explain a sequence model's exploit slots by removing history events and
+        rescoring (`shoprec.serve.explain`), instead of by item similarity.
     """
 
     def __init__(
@@ -53,16 +73,25 @@ class ServingEngine:
         ann_threshold: int = 100_000,
         new_item_days: int = 30,
         new_item_slots: int = 1,
-        policy: SlatePolicy | None = None,
+        exploration: OnlineConfig | None = None,
+        latency_budget_ms: float = 0.0,
+        explain_by_model: bool = True,
     ) -> None:
         self.ann_threshold = ann_threshold
         self.new_item_days = new_item_days
         self.new_item_slots = new_item_slots
-        self.policy: SlatePolicy = policy or GreedyPolicy()
+        self.exploration = exploration or OnlineConfig()
+        self.latency_budget_ms = latency_budget_ms
+        self.explain_by_model = explain_by_model
         self._model: ModelView | None = None
         self._catalogue = CatalogueView.from_rows([], 0)
         self._aligned: Alignment | None = None
         self._lock = threading.Lock()
+        self.load = LoadGauge()
+
+    @property
+    def policy_name(self) -> str:
+        return self.exploration.name
 
     # ---- state -----------------------------------------------------------------------------
     @property
@@ -105,6 +134,10 @@ class ServingEngine:
             raise NotFittedError("The model to serve is not fitted; call fit(train) first.")
         vectors = item_vectors(model)
         pop = np.asarray(model.seen_.sum(axis=0), dtype=np.float64).ravel()
+        previous = self._model
+        # A fine-tuned model keeps the explorer's feature space, so stored shopper states stay valid.
+        space = previous.explorer.space if previous is not None and previous.name == model.name else None
+        explorer = OnlineExplorer(self.exploration, vectors, pop, space=space)
         view = ModelView(
             model=model,
             name=model.name,
@@ -117,6 +150,7 @@ class ServingEngine:
             popularity=pop / pop.max() if pop.size and pop.max() > 0 else pop,
             load_seconds=time.perf_counter() - t0,
             position={item: i for i, item in enumerate(model.items_.ids.tolist())},
+            explorer=explorer,
         )
         self._model = view  # one assignment: requests see the old model or the new one
         return view
@@ -165,6 +199,37 @@ class ServingEngine:
             return aligned
 
     # ---- recommending ----------------------------------------------------------------------
+    def scores(self, view: ModelView, hist_idx: np.ndarray, events: list[str] | None,
+               degrade: bool = False) -> tuple[np.ndarray, str]:
+        """The model's scores over every item for a history of model indices (unknown ones -1),
+        and the path that computed them: "model", "embedding" (the cheap path) or "popularity"."""
+        known = hist_idx >= 0
+        if not known.any():
+            return view.popularity.astype(np.float64, copy=True), "popularity"
+        if degrade:
+            recent = view.vectors[hist_idx[known][-5:]]
+            scores = (view.vectors @ recent.mean(axis=0)).astype(np.float64)
+            path = "embedding"
+        else:
+            codes = self._event_codes(events, len(hist_idx))
+            # The batch scoring hook on indices: `score_history` would look the ids up again
+            # and build a pandas Categorical of the events on every request (~1.5 ms).
+            t0 = time.perf_counter()
+            scores = np.array(view.model.score_histories(
+                [hist_idx[known]], None if codes is None else [codes[known]])[0], dtype=np.float64)
+            self.load.record_model_seconds(time.perf_counter() - t0)
+            path = "model"
+        spread = max(float(scores.max()), -float(scores.min())) if scores.size else 0.0
+        # Popularity breaks ties (many items score exactly 0 for neighbourhood models).
+        scores += view.popularity * (1e-9 * max(spread, 1.0))
+        return scores, path
+
+    @staticmethod
+    def _event_codes(events: list[str] | None, n: int) -> np.ndarray | None:
+        if not events or len(events) != n:
+            return None
+        return np.fromiter((EVENT_CODE.get(e, 0) for e in events), dtype=np.int8, count=n)
+
     def recommend(
         self,
         items: list[str],
@@ -173,85 +238,120 @@ class ServingEngine:
         categories: list[str] | None = None,
         min_price: float | None = None,
         max_price: float | None = None,
-        exploration: float = 0.0,
+        exploration: float | None = None,
         diversity: float = 0.0,
+        state: ShopperState | None = None,
+        space: str | None = None,
         rng: np.random.Generator | None = None,
         now: float | None = None,
-    ) -> list[Recommendation]:
-        """Top-k for a history (item ids and event types, oldest first), filtered and explained."""
+    ) -> Served:
+        """A slate of up to k for a history (item ids and event types, oldest first), filtered,
+        explored and explained.
+
+        exploration: an override of the exploration weight in [0, 1] (None: the weight rule's).
+        state, space: the shopper's stored exploration state and the feature space it lives in
+        (None: a prior from the history; a state from another space restarts from its prior).
+        """
         view = self._require_model()
         cat = self._catalogue
         al = self._align(view, cat)
-        model = view.model
         rng = rng or np.random.default_rng()
         now = time.time() if now is None else now
 
-        position = view.position
-        hist_idx = np.fromiter((position.get(i, -1) for i in items), dtype=np.int64, count=len(items))
-        known = hist_idx >= 0
-        cold_start = not known.any()
-        if cold_start:
-            scores = view.popularity.astype(np.float64, copy=True)
-        else:
-            codes = (np.fromiter((EVENT_CODE.get(e, 0) for e in events), dtype=np.int8, count=len(events))
-                     if events and len(events) == len(items) else None)
-            # The batch scoring hook on indices: `score_history` would look the ids up again
-            # and build a pandas Categorical of the events on every request (~1.5 ms).
-            scores = np.array(model.score_histories(
-                [hist_idx[known]], None if codes is None else [codes[known]])[0], dtype=np.float64)
-            spread = max(float(scores.max()), -float(scores.min())) if scores.size else 0.0
-            # Popularity breaks ties (many items score exactly 0 for neighbourhood models).
-            scores += view.popularity * (1e-9 * max(spread, 1.0))
+        with self.load.request() as expected_ms:
+            position = view.position
+            hist_idx = np.fromiter((position.get(i, -1) for i in items), dtype=np.int64, count=len(items))
+            known = hist_idx >= 0
+            cold_start = not known.any()
+            degrade = bool(self.latency_budget_ms) and expected_ms > self.latency_budget_ms
+            scores, path = self.scores(view, hist_idx, events, degrade)
 
-        allowed = al.eligible.copy()
-        if known.any():
-            allowed[hist_idx[known]] = False
-        wanted = self._codes(cat, categories)
-        if wanted is not None or min_price is not None or max_price is not None:
-            allowed &= self._filter_mask(al.cat_codes, al.price, wanted, min_price, max_price)
-        n_allowed = int(allowed.sum())
-        pool_size = min(n_allowed, max(5 * k, 50))
-        if pool_size:
-            masked = np.where(allowed, scores, -np.inf)
-            pool = np.argpartition(masked, len(masked) - pool_size)[-pool_size:]
-            pool = pool[np.lexsort((pool, -masked[pool]))]
-        else:
-            pool = np.empty(0, np.int64)
-        pool_scores = scores[pool]
+            allowed = al.eligible.copy()
+            if known.any():
+                allowed[hist_idx[known]] = False
+            wanted = self._codes(cat, categories)
+            if wanted is not None or min_price is not None or max_price is not None:
+                allowed &= self._filter_mask(al.cat_codes, al.price, wanted, min_price, max_price)
+            if diversity > 0 and allowed.any():
+                scores = self._diversified(scores, allowed, al.cat_codes, k, diversity)
 
-        liked = self._liked_categories(items, cat)
-        new_rows = self._new_in_liked(al, cat, liked, items, wanted, min_price, max_price, now)
+            liked = self._liked_categories(items, cat)
+            new_rows = self._new_in_liked(al, cat, liked, items, wanted, min_price, max_price, now)
 
-        if diversity > 0 and len(pool):
-            order = _diversify_by_category(pool_scores, al.cat_codes[pool], k, diversity)
-            pool, pool_scores = pool[order], pool_scores[order]
+            explorer = view.explorer
+            state = explorer.state_in_space(state, space, hist_idx[known])
+            slate, z = explorer.choose(state, hist_idx[known], scores, allowed, k, rng, override=exploration)
 
-        chosen: list[tuple[int, float, bool, float]] = []
-        if len(pool):
-            ids = model.items_.ids[pool].tolist()
-            slate = self.policy.choose(pool, ids, pool_scores, k, exploration, rng)
-            chosen = [(int(m), float(s), bool(e), float(q))
-                      for m, s, e, q in zip(slate.items, slate.scores, slate.explored, slate.propensities)]
+            chosen = slate.items
+            by_model = path == "model" and getattr(view.model, "sequential", False) and self.explain_by_model
+            if by_model:
+                anchors, strength = anchor_by_removal(view, hist_idx, self._event_codes(events, len(hist_idx)),
+                                                      chosen)
+            else:
+                anchors, strength = anchor_by_similarity(view, hist_idx, chosen)
+            recs = [describe(view, cat, int(m), int(al.m2c[m]), float(scores[m]), bool(e), float(q), reason,
+                             int(hist_idx[a]) if a >= 0 else -1, float(st), events[a] if events and a >= 0 else None,
+                             cold_start, by_model)
+                    for m, e, q, reason, a, st in zip(chosen, slate.explored, slate.propensities, slate.reasons,
+                                                      anchors, strength)]
+            zs = [float(v) for v in z]
+            if new_rows.size:
+                # Rule, not exploration: a new item in a liked category takes the last slot(s). It
+                # has no score of its own yet, so it gets the score of the item before it.
+                shown = {r.item_id for r in recs}
+                head = new_rows[: self.new_item_slots + len(recs)]  # enough, even if all were shown
+                new_rows = np.array([r for r in head if str(cat.ids[r]) not in shown], dtype=np.int64)
+                slots = min(self.new_item_slots, len(new_rows), k)
+                if slots:
+                    recs, zs = recs[: k - slots], zs[: k - slots]
+                    floor = recs[-1].score if recs else 0.0
+                    recs += [describe_new(cat, int(r), floor) for r in new_rows[:slots]]
+                    zs += [None] * slots
+        return Served(recs, zs, slate.weight, dict(slate.weight_signals), slate.policy, path, state,
+                      explorer.space.id)
 
-        # One product for all "because" explanations: latest history items x chosen items.
-        anchor_pos = np.flatnonzero(known)[-_ANCHOR_WINDOW:]
-        sims = (view.vectors[hist_idx[anchor_pos]] @ view.vectors[[c[0] for c in chosen]].T
-                if chosen and anchor_pos.size else None)
-        recs = [self._describe(view, cat, al, m, s, e, q, hist_idx, anchor_pos, events, cold_start,
-                               None if sims is None else sims[:, j])
-                for j, (m, s, e, q) in enumerate(chosen)]
-        if new_rows.size:
-            # Rule, not exploration: a new item in a liked category takes the last slot(s). It
-            # has no score of its own yet, so it gets the score of the item before it.
-            shown = {r.item_id for r in recs}
-            head = new_rows[: self.new_item_slots + len(recs)]  # enough, even if all were shown
-            new_rows = np.array([r for r in head if str(cat.ids[r]) not in shown], dtype=np.int64)
-            slots = min(self.new_item_slots, len(new_rows), k)
-            if slots:
-                recs = recs[: k - slots]
-                floor = recs[-1].score if recs else 0.0
-                recs += [self._describe_new(cat, int(r), floor) for r in new_rows[:slots]]
-        return recs
+    def learn(self, state: ShopperState | None, space: str | None, history: list[str],
+              shown: list[dict[str, Any]], reward: float) -> tuple[ShopperState, str]:
+        """The shopper's state after feedback on shown items (impression rows with item_id,
+        position, explored, z): reward 1 for a click, 0 for a skip. Items the served model does
+        not know (new catalogue items shown by rule) teach nothing. Returns (state, space)."""
+        view = self._require_model()
+        explorer = view.explorer
+        hist = np.fromiter((view.position.get(i, -1) for i in history), dtype=np.int64, count=len(history))
+        state = explorer.state_in_space(state, space, hist[hist >= 0])
+        for row in shown:
+            m = view.position.get(row["item_id"], -1)
+            if m < 0 or row.get("z") is None:
+                continue
+            state = explorer.learn(state, m, int(row["position"]), reward, bool(row["explored"]), float(row["z"]))
+        return state, explorer.space.id
+
+    def replay_feedback(self, log: list[tuple[str, int, float, bool]]) -> int:
+        """Rebuild the explorer's shared statistics from logged feedback (item_id, position, z,
+        clicked), as after a restart; returns how many rows the served model knew."""
+        view = self._require_model()
+        rows = [(view.position.get(i, -1), p, z, c) for i, p, z, c in log]
+        rows = [r for r in rows if r[0] >= 0]
+        if rows:
+            items, slots, z, clicked = map(np.array, zip(*rows))
+            view.explorer.learn_shared(items, slots, clicked.astype(np.float64), z)
+        return len(rows)
+
+    @staticmethod
+    def _diversified(scores: np.ndarray, allowed: np.ndarray, cat_codes: np.ndarray, k: int,
+                     diversity: float) -> np.ndarray:
+        """Scores whose top order trades score against repeating a category: the pool of the
+        best max(5k, 50) allowed items is re-ordered by MMR over categories and lifted above
+        every other item, keeping its new order."""
+        pool_size = min(int(allowed.sum()), max(5 * k, 50))
+        masked = np.where(allowed, scores, -np.inf)
+        pool = np.argpartition(masked, len(masked) - pool_size)[-pool_size:]
+        pool = pool[np.lexsort((pool, -masked[pool]))]
+        order = pool[_diversify_by_category(scores[pool], cat_codes[pool], k, diversity)]
+        out = scores.copy()
+        top = float(np.max(scores[np.isfinite(scores)])) if np.isfinite(scores).any() else 0.0
+        out[order] = top + 1.0 + np.arange(len(order), 0, -1, dtype=np.float64)
+        return out
 
     @staticmethod
     def _codes(cat: CatalogueView, categories: list[str] | None) -> np.ndarray | None:
@@ -274,7 +374,7 @@ class ServingEngine:
     @staticmethod
     def _liked_categories(items: list[str], cat: CatalogueView) -> np.ndarray:
         """Codes of the (non-empty) categories of the latest history items."""
-        rows = [cat.row[i] for i in items[-_ANCHOR_WINDOW:] if i in cat.row]
+        rows = [cat.row[i] for i in items[-ANCHOR_WINDOW:] if i in cat.row]
         rows = [r for r in rows if cat.categories[r]]
         return np.unique(cat.cat_codes[rows]) if rows else np.empty(0, np.int64)
 
@@ -301,46 +401,6 @@ class ServingEngine:
         rows = rows[mask]
         return rows[np.argsort(-cat.created_at[rows], kind="stable")]  # newest first across categories
 
-    def _describe(self, view, cat, al, m, score, explored, propensity, hist_idx, anchor_pos, events,
-                  cold_start, sims) -> Recommendation:
-        item_id = str(view.model.items_.ids[m])
-        row = int(al.m2c[m])
-        title, category, price = self._fields(cat, row)
-        if explored:
-            why = Explanation("exploring", "Exploring: something you have not seen from us yet")
-        elif cold_start:
-            where = f" in {category}" if category else ""
-            why = Explanation("popular", f"Popular{where} in the shop right now")
-        else:
-            why = self._because(view, cat, hist_idx, anchor_pos, events, sims)
-        return Recommendation(item_id, title, category, price, score, explored, propensity, why)
-
-    def _describe_new(self, cat: CatalogueView, row: int, score: float) -> Recommendation:
-        title, category, price = self._fields(cat, row)
-        why = Explanation("new_in_category", f"New in {category}, a category you like")
-        return Recommendation(str(cat.ids[row]), title, category, price, float(score), False, 1.0, why)
-
-    @staticmethod
-    def _fields(cat: CatalogueView, row: int) -> tuple[str, str, float | None]:
-        if row < 0:
-            return "", "", None
-        price = float(cat.price[row])
-        return str(cat.titles[row]), str(cat.categories[row]), None if np.isnan(price) else price
-
-    def _because(self, view, cat, hist_idx, positions, events, sims) -> Explanation:
-        """The history item most similar to the recommended one (sims: per anchor position)."""
-        anchors = hist_idx[positions]
-        best = int(np.flatnonzero(sims >= sims.max() - 1e-9)[-1])  # ties: the most recent
-        if sims[best] <= 0:
-            return Explanation("history", "Based on your recent activity")
-        anchor = str(view.model.items_.ids[anchors[best]])
-        event = events[positions[best]] if events else "view"
-        row = cat.row.get(anchor, -1)
-        name = f"“{cat.titles[row]}”" if row >= 0 and cat.titles[row] else f"item {anchor}"
-        verb = VERBS.get(event, "you viewed")
-        text = "Because " + (verb.format(name) if "{}" in verb else f"{verb} {name}")
-        return Explanation("history", text, anchor)
-
     # ---- similar items ---------------------------------------------------------------------
     def similar(self, item_id: str, k: int) -> list[Recommendation]:
         """Items most similar to one item (by the served model's item vectors), best first."""
@@ -362,7 +422,7 @@ class ServingEngine:
             for j, s in zip(found, sims):
                 if j == idx or not al.eligible[j] or s <= 0:
                     continue
-                t, c, p = self._fields(cat, int(al.m2c[j]))
+                t, c, p = catalogue_fields(cat, int(al.m2c[j]))
                 why = Explanation("similar", f"Similar to {name}", item_id)
                 out.append(Recommendation(str(view.model.items_.ids[j]), t, c, p, float(s), False, 1.0, why))
                 if len(out) == k:
@@ -380,7 +440,7 @@ class ServingEngine:
         cand = cand[np.lexsort((cand, -view.popularity[cand]))][:k]
         where = f" in {category}" if category else ""
         return [
-            Recommendation(str(ids[j]), *self._fields(cat, int(al.m2c[j])), float(view.popularity[j]),
+            Recommendation(str(ids[j]), *catalogue_fields(cat, int(al.m2c[j])), float(view.popularity[j]),
                            False, 1.0, Explanation("popular", f"Popular{where}"))
             for j in cand
         ]
@@ -389,7 +449,7 @@ class ServingEngine:
     def status(self) -> dict[str, Any]:
         view = self._model
         if view is None:
-            return {"loaded": False, "policy": self.policy.name, "catalogue_items": len(self._catalogue)}
+            return {"loaded": False, "policy": self.policy_name, "catalogue_items": len(self._catalogue)}
         params = view.model.get_params()
         return {
             "loaded": True,
@@ -402,7 +462,11 @@ class ServingEngine:
             "n_items": view.n_items,
             "n_users": len(view.model.users_),
             "similar_index": view.index.kind,
-            "policy": self.policy.name,
+            "policy": self.policy_name,
+            "exploration": {"weight_rule": self.exploration.weight_rule, "explorer": self.exploration.explorer,
+                            "explore_budget": self.exploration.explore_budget,
+                            "feature_space": view.explorer.space.id},
+            "latency_budget_ms": self.latency_budget_ms,
             "catalogue_items": len(self._catalogue),
             "offline_metrics": view.info.get("metrics", {}),
             "privacy": view.info.get("privacy", {}),

@@ -158,6 +158,9 @@ class ExplanationOut(BaseModel):
     code: Literal["history", "new_in_category", "exploring", "popular", "similar"]
     text: str
     anchor_item_id: str | None = None
+    basis: Literal["model", "similarity"] | None = Field(
+        default=None, description="for a history explanation: model (removing the cited event lowers the "
+                                  "item's score the most) or similarity (the most similar history item)")
 
 
 class RecommendedItem(BaseModel):
@@ -172,12 +175,27 @@ class RecommendedItem(BaseModel):
     explanation: ExplanationOut
 
 
+class ExplorationOut(BaseModel):
+    weight: float = Field(description="how much this slate explores, in [0, 1]")
+    rule: str = Field(description="the weight rule: dynamic (per shopper and request) or fixed")
+    overridden: bool = Field(description="true when the request or the settings fixed the weight")
+    signals: dict[str, float] = Field(
+        description="what the dynamic rule read: history (1 new shopper .. 0 long history), variance "
+                    "(posterior / prior), drift (0 stable .. 1 reversed), payoff (log ratio of exploratory "
+                    "to exploit reward), logit")
+
+
 class RecommendationResponse(BaseModel):
     impression_id: str = Field(description="send it back with events on these items (click-through)")
     model: str
     model_version: str
     policy: str
     items: list[RecommendedItem]
+    exploration: ExplorationOut
+    path: Literal["model", "embedding", "popularity"] = Field(
+        description="how the scores were computed: the model, the cheaper embedding path (latency "
+                    "budget exceeded), or popularity (no known history)")
+    degraded: bool = Field(description="true when the latency budget sent this request to the cheaper path")
 
 
 class SimilarResponse(BaseModel):
@@ -214,10 +232,19 @@ class ExportedImpression(BaseModel):
     created_at: int
 
 
+class ExportedState(BaseModel):
+    space: str = Field(description="the item-feature space the posterior lives in")
+    dim: int
+    n_feedback: int
+    updated_at: int
+    state: list[float] = Field(description="the packed posterior (covariance, mean, counters, interests, payoff)")
+
+
 class ShopperExport(BaseModel):
     pseudonyms: list[str] = Field(description="how the shopper is stored (one per pseudonym key)")
     events: list[ExportedEvent]
     impressions: list[ExportedImpression]
+    exploration_states: list[ExportedState] = []
 
 
 class EraseResult(BaseModel):
@@ -248,6 +275,8 @@ class ModelStatus(BaseModel):
     offline_metrics: dict[str, float] = {}
     privacy: dict[str, object] = {}
     trained_at: str | None = None
+    exploration: dict[str, object] = Field(default={}, description="weight rule, explorer, budget, feature space")
+    latency_budget_ms: float | None = None
 
 
 class KeyRequest(Strict):

@@ -48,6 +48,8 @@ class Metrics:
         self.events = Counter("shoprec_events", "Events received", ["outcome"], registry=r)
         self.recommendations = Counter("shoprec_recommendations", "Slates served", ["kind"], registry=r)
         self.impressions = Counter("shoprec_impressions", "Items shown", ["explored"], registry=r)
+        self.served_path = Counter("shoprec_served_path", "Slates by scoring path (model, embedding when the "
+                                   "latency budget was short, popularity)", ["path"], registry=r)
         self.reloads = Counter("shoprec_model_reloads", "Model reloads", ["outcome"], registry=r)
         self.catalogue_items = Gauge("shoprec_catalogue_items", "Items in the catalogue", registry=r)
         self.model_loaded = Gauge("shoprec_model_loaded", "1 when a model is loaded", registry=r)
@@ -92,6 +94,41 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         return self.engine.status()
+
+    # ---- the served model and its exploration learner ----------------------------------------
+    def serve_model(self, model_or_path) -> None:
+        """Serve a fitted model (or the model file at a path), then rebuild the explorer's shared
+        statistics from the stored feedback, as they stood before a restart or reload."""
+        if isinstance(model_or_path, (str, Path)):
+            self.engine.load_model(model_or_path)
+        else:
+            self.engine.set_model(model_or_path)
+        self.engine.replay_feedback(self.store.feedback_log())
+
+    def shopper_state(self, names: list[str]):
+        """(state, space) stored for a shopper under any of their pseudonyms, or (None, None)."""
+        from shoprec.explore.online import unpack_state
+
+        row = self.store.shopper_state(names)
+        if row is None:
+            return None, None
+        return unpack_state(row["state"], int(row["dim"])), row["space"]
+
+    def feedback_hook(self, history_limit: int | None = None):
+        """What the store calls, inside the transaction that stores a click or resolves skips,
+        to turn a shopper's stored state and the shown items into their next state."""
+        from shoprec.explore.online import pack_state, unpack_state
+
+        limit = history_limit or self.settings.history_limit
+
+        def hook(shopper, row, shown, reward):
+            state = None if row is None else unpack_state(row["state"], int(row["dim"]))
+            history = [] if row is not None else self.store.history([shopper], limit)[0]
+            new, space = self.engine.learn(state, None if row is None else row["space"], history, shown, reward)
+            return {"space": space, "dim": int(new.theta.shape[0]), "state": pack_state(new),
+                    "n_feedback": int(new.n_feedback)}
+
+        return hook
 
 
 async def get_service(request: Request) -> Service:

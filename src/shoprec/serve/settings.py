@@ -46,7 +46,14 @@ class ServeSettings:
     history_limit: how many of a shopper's latest events the model reads per request.
     ann_threshold: catalogues with at least this many items use the FAISS HNSW index for
         similar items; smaller ones use exact search (see benchmarks/load.py for the switch point).
-    exploration: default exploration weight in [0, 1] (0 = pure exploitation).
+    exploration: a fixed exploration weight in [0, 1] for every request (0 = pure exploitation);
+        None (the default) lets the weight rule set it per shopper and request.
+    weight_rule: "dynamic" (per shopper: history, uncertainty, drift, payoff of past exploration;
+        `shoprec.explore.weighting`) or "fixed" (epsilon-greedy at `epsilon`).
+    epsilon: the fixed rule's exploration probability per budget slot.
+    explore_budget: most exploratory slots in a slate.
+    latency_budget_ms: a request whose model path would take longer than this under the current
+        load is served from the cheaper embedding path, and says so (0: never).
     diversity: default diversity in [0, 1] (0 = rank by score only).
     new_item_days: items added to the catalogue this recently count as "new".
     sqlite_synchronous: SQLite's synchronous pragma in WAL mode; NORMAL survives a crash of the
@@ -68,7 +75,11 @@ class ServeSettings:
     rate_limit_burst: int = 400
     history_limit: int = 200
     ann_threshold: int = 100_000
-    exploration: float = 0.1
+    exploration: float | None = None
+    weight_rule: str = "dynamic"
+    epsilon: float = 0.1
+    explore_budget: int = 3
+    latency_budget_ms: float = 50.0
     diversity: float = 0.0
     new_item_days: int = 30
     sqlite_synchronous: str = "NORMAL"
@@ -92,7 +103,12 @@ class ServeSettings:
         check_int("rate_limit_burst", self.rate_limit_burst, 1, 10_000_000, where)
         check_int("history_limit", self.history_limit, 1, 10_000, where)
         check_int("ann_threshold", self.ann_threshold, 1, 1 << 40, where)
-        check_float("exploration", self.exploration, 0.0, 1.0, where)
+        if self.exploration is not None:
+            check_float("exploration", self.exploration, 0.0, 1.0, where)
+        check_choice("weight_rule", self.weight_rule, ("dynamic", "fixed"), where)
+        check_float("epsilon", self.epsilon, 0.0, 1.0, where)
+        check_int("explore_budget", self.explore_budget, 0, 100, where)
+        check_float("latency_budget_ms", self.latency_budget_ms, 0.0, 1e6, where)
         check_float("diversity", self.diversity, 0.0, 1.0, where)
         check_int("new_item_days", self.new_item_days, 0, 36_500, where)
         check_choice("sqlite_synchronous", self.sqlite_synchronous, ("NORMAL", "FULL"), where)
@@ -101,6 +117,12 @@ class ServeSettings:
                 f"The 'admin_key' parameter of ServeSettings must have at least 16 characters. "
                 f"Got {len(self.admin_key)} instead."
             )
+
+    def online_config(self):
+        """The exploration these settings ask for (`shoprec.explore.online.OnlineConfig`)."""
+        from shoprec.explore.online import OnlineConfig
+
+        return OnlineConfig(weight_rule=self.weight_rule, epsilon=self.epsilon, explore_budget=self.explore_budget)
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,7 +164,7 @@ class ServeSettings:
 
 
 def _convert(name: str, raw: str, annotation: object) -> object:
-    kind = str(annotation)
+    kind = str(annotation).replace(" | None", "")
     try:
         if kind == "bool":
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):

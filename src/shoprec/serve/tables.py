@@ -14,8 +14,11 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
+    Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,12 +90,54 @@ class Impression(Base):
     policy: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(ID_LEN))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # What the exploration learner needs back with the feedback, and what it decided.
+    z: Mapped[float | None] = mapped_column(Float, nullable=True)  # the score feature of the item here
+    weight: Mapped[float | None] = mapped_column(Float, nullable=True)  # the slate's exploration weight
+    # True once the learner has seen this item's outcome: a click on it, or a skip (the shopper's
+    # next slate was asked for and this item was not clicked).
+    feedback_applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("impression_id", "position", name="uq_impressions_slot"),
         Index("ix_impressions_shopper", "shopper"),
         Index("ix_impressions_created", "created_at"),
+        Index("ix_impressions_open", "shopper", "feedback_applied"),
     )
+
+
+class ShopperStateRow(Base):
+    """A shopper's exploration state: their posterior and counters (`shoprec.explore.online`),
+    packed as float64 bytes, in the item-feature space `space` of dimension `dim`. Written in the
+    transaction that stores the feedback that changed it."""
+
+    __tablename__ = "shopper_states"
+
+    shopper: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    space: Mapped[str] = mapped_column(String(16))
+    dim: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    n_feedback: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Retrain(Base):
+    """One run of the online learning job: what it trained on, how the candidate scored on the
+    newest events against the served model, and whether it was swapped in."""
+
+    __tablename__ = "retrains"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | swapped | kept | failed
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | api | cli
+    n_events: Mapped[int] = mapped_column(Integer, default=0)
+    metric_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metric_after: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_retrains_started", "started_at"),)
 
 
 class ApiKey(Base):

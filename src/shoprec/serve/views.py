@@ -14,16 +14,19 @@ import numpy as np
 
 from shoprec.serve.ann import ItemIndex
 
-__all__ = ["Alignment", "CatalogueView", "Explanation", "ModelView", "Recommendation"]
+__all__ = ["Alignment", "CatalogueView", "Explanation", "ModelView", "Recommendation", "Served"]
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """Why an item is recommended. code: history | new_in_category | exploring | popular."""
+    """Why an item is recommended. code: history | new_in_category | exploring | popular | similar.
+    basis: for a history explanation, "model" (removing the anchor event lowers the item's
+    score the most) or "similarity" (the anchor is the most similar history item)."""
 
     code: str
     text: str
     anchor_item_id: str | None = None
+    basis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,27 @@ class Recommendation:
     explored: bool
     propensity: float
     explanation: Explanation
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one recommendation request produced: the items, each one's score feature z (what
+    the learner needs back with the feedback; None for items shown by rule), the exploration
+    weight and its signals, the policy, the scoring path ("model", "embedding" when the latency
+    budget was short, "popularity" for a cold start), and the shopper state it was drawn with."""
+
+    items: list[Recommendation]
+    z: list[float | None]
+    weight: float
+    signals: dict[str, float]
+    policy: str
+    path: str
+    state: Any
+    space: str
+
+    @property
+    def degraded(self) -> bool:
+        return self.path == "embedding"
 
 
 @dataclass(frozen=True)
@@ -92,6 +116,7 @@ class ModelView:
     popularity: np.ndarray  # distinct training users per item, scaled to [0, 1]
     load_seconds: float
     position: dict[str, int]  # item id -> model index (a dict: faster than the pandas index per request)
+    explorer: Any = None  # the per-shopper exploration learner over this model's items
 
     @property
     def n_items(self) -> int:

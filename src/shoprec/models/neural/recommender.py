@@ -152,6 +152,17 @@ class NeuralSequenceRecommender(Recommender):
                 out[start : start + len(hs)] = net.score(hidden, None).float().cpu().numpy()
         return out
 
+    def item_embeddings(self) -> np.ndarray:
+        """The network's item vectors (its output embeddings), one row per item."""
+        self._check_fitted()
+        with torch.no_grad():
+            if hasattr(self.net_, "vectors"):
+                weight = self.net_.vectors(None)
+            else:
+                param, offset = self.net_.item_tables()[0]
+                weight = param[offset:]
+            return weight.detach().float().cpu().numpy()
+
     def _long(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=torch.long, device=self.device_)
 

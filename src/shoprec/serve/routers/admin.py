@@ -27,7 +27,7 @@ def reload_model(service: ServiceDep, _: Admin, req: ReloadRequest | None = None
     then swaps; a file that fails to load leaves the old model in place."""
     path = service.resolve_model_path(req.path if req else None)
     try:
-        service.engine.load_model(path)
+        service.serve_model(path)
     except Exception:
         service.metrics.reloads.labels("failed").inc()
         raise

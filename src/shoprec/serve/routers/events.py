@@ -1,4 +1,8 @@
-"""POST /v1/events and /v1/events/batch: idempotent, transactional ingestion."""
+"""POST /v1/events and /v1/events/batch: idempotent, transactional ingestion.
+
+A click (a view, cart, favourite or purchase carrying the impression id of a slate that showed
+its item to the same shopper) updates the shopper's exploration state in the transaction that
+stores it, so an acknowledged click is never lost from what the learner knows."""
 
 from __future__ import annotations
 
@@ -12,11 +16,9 @@ from shoprec.serve.service import Ingester, Service, ServiceDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
 
-_CLICKS = {"view", "cart", "favourite", "purchase"}
-
-
 def ingest(service: Service, events: list[EventIn]) -> IngestResult:
-    """Pseudonymise, store atomically and idempotently, then feed clicks to the slate policy."""
+    """Pseudonymise, store atomically and idempotently, and learn from clicks in the same
+    transaction."""
     if len(events) > service.settings.max_batch:
         raise ApiError(413, "batch_too_large",
                        f"A batch may hold at most {service.settings.max_batch} events. Got {len(events)}.")
@@ -34,14 +36,12 @@ def ingest(service: Service, events: list[EventIn]) -> IngestResult:
         }
         for e in events
     ]
-    inserted = service.store.add_events(rows)
+    hook = service.feedback_hook() if service.engine.model_view is not None else None
+    inserted = service.store.add_events(rows, on_feedback=hook)
     duplicates = len(rows) - len(inserted)
     service.metrics.events.labels("accepted").inc(len(inserted))
     if duplicates:
         service.metrics.events.labels("duplicate").inc(duplicates)
-    for e in events:  # bandit feedback: only for events stored now, so retries do not count twice
-        if e.impression_id and e.event_id in inserted and e.event in _CLICKS:
-            service.engine.policy.update(e.item_id, 1.0)
     return IngestResult(accepted=len(inserted), duplicates=duplicates)
 
 

@@ -12,6 +12,7 @@ from shoprec.errors import ConfigError
 from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
 from shoprec.serve.schemas import (
     ExplanationOut,
+    ExplorationOut,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
@@ -33,7 +34,7 @@ def to_items(recs: list[Recommendation]) -> list[RecommendedItem]:
             rank=rank, item_id=r.item_id, title=r.title, category=r.category, price=r.price,
             score=r.score if np.isfinite(r.score) else 0.0, explored=r.explored, propensity=r.propensity,
             explanation=ExplanationOut(code=r.explanation.code, text=r.explanation.text,
-                                       anchor_item_id=r.explanation.anchor_item_id),
+                                       anchor_item_id=r.explanation.anchor_item_id, basis=r.explanation.basis),
         )
         for rank, r in enumerate(recs, start=1)
     ]
@@ -45,45 +46,61 @@ def recommend(req: RecommendationRequest, service: ServiceDep,
               _: Reader) -> RecommendationResponse:
     """Top-k items with an explanation each, from the shopper's history as stored right now
     (so an event ingested a moment ago already counts) or from the session given inline.
-    Every item shown is logged as an impression with its propensity."""
+
+    For a known shopper the slate is drawn with their stored exploration state: the items of
+    their earlier slates that got no click count as skips first (in one transaction with the
+    state). Every item shown is logged as an impression with its propensity, and the response
+    carries the exploration weight and the signals it was set from."""
     check_k(service, req.k)
     settings = service.settings
     shopper = None
+    state = space = None
     if req.shopper_id is not None:
         names = service.pseudonymizer.candidates(req.shopper_id)  # current key first
         shopper = names[0]
         items, events = service.store.history(names, settings.history_limit)
         kind = "shopper"
+        if service.engine.model_view is not None:
+            service.store.resolve_skips(shopper, service.feedback_hook())
+            state, space = service.shopper_state(names)
     else:
         items = [e.item_id for e in req.session or []]
         events = [e.event for e in req.session or []]
         kind = "session"
     f = req.filters
-    recs = service.engine.recommend(
+    served = service.engine.recommend(
         items, events, req.k,
         categories=f.categories if f else None,
         min_price=f.min_price if f else None,
         max_price=f.max_price if f else None,
         exploration=settings.exploration if req.exploration is None else req.exploration,
         diversity=settings.diversity if req.diversity is None else req.diversity,
+        state=state, space=space,
     )
+    recs = served.items
     view = service.engine.model_view
     impression_id = uuid.uuid4().hex
     now = int(time.time())
-    policy = service.engine.policy.name
     service.store.log_impressions([
         {"impression_id": impression_id, "position": pos, "shopper": shopper, "item_id": r.item_id,
          "score": float(r.score) if np.isfinite(r.score) else 0.0, "propensity": r.propensity,
-         "explored": r.explored, "reason": r.explanation.code, "policy": policy,
-         "model": view.version if view else "", "created_at": now}
-        for pos, r in enumerate(recs)
+         "explored": r.explored, "reason": r.explanation.code, "policy": served.policy,
+         "model": view.version if view else "", "created_at": now, "z": z, "weight": served.weight,
+         # An anonymous session has no state to teach, and an item shown by rule has no z.
+         "feedback_applied": shopper is None or z is None}
+        for pos, (r, z) in enumerate(zip(recs, served.z))
     ])
     m = service.metrics
     m.recommendations.labels(kind).inc()
+    m.served_path.labels(served.path).inc()
     explored = sum(r.explored for r in recs)
     m.impressions.labels("true").inc(explored)
     m.impressions.labels("false").inc(len(recs) - explored)
     return RecommendationResponse(
         impression_id=impression_id, model=view.name if view else "", model_version=view.version if view else "",
-        policy=policy, items=to_items(recs),
+        policy=served.policy, items=to_items(recs),
+        exploration=ExplorationOut(weight=served.weight, rule=settings.weight_rule,
+                                   overridden=req.exploration is not None or settings.exploration is not None,
+                                   signals={k: float(v) for k, v in served.signals.items()}),
+        path=served.path, degraded=served.degraded,
     )

@@ -17,12 +17,16 @@ router = APIRouter(prefix="/v1/shoppers", tags=["shoppers"], responses=ERROR_RES
 
 @router.post("/export", response_model=ShopperExport, summary="Export everything stored about a shopper")
 def export(ref: ShopperRef, service: ServiceDep, _: Admin) -> ShopperExport:
+    import numpy as np
+
     names = service.pseudonymizer.candidates(ref.shopper_id)
     data = service.store.export_shopper(names)
-    return ShopperExport(pseudonyms=names, **data)
+    states = [{"space": r["space"], "dim": r["dim"], "n_feedback": r["n_feedback"], "updated_at": r["updated_at"],
+               "state": np.frombuffer(r["state"], dtype="<f8").tolist()} for r in data.pop("states")]
+    return ShopperExport(pseudonyms=names, exploration_states=states, **data)
 
 
-@router.post("/erase", response_model=EraseResult, summary="Erase a shopper's events and impressions")
+@router.post("/erase", response_model=EraseResult, summary="Erase a shopper's events, impressions and state")
 def erase(ref: ShopperRef, service: ServiceDep, _: Admin) -> EraseResult:
     """Deletes in one transaction; the next recommendation for this id is a cold start. Models
     trained before the erasure still hold what they learned until the next retraining."""
