@@ -81,7 +81,7 @@ def demo_shop():
 def prepare(name: str, workdir: Path, log) -> dict:
     """Fill a database and train the model for one catalogue; returns paths and shoppers."""
     from shoprec.privacy.pseudonym import Pseudonymizer
-    from shoprec.serve.demo import train_from_store
+    from shoprec.serve.training import ModelChoice, train_from_store
     from shoprec.serve.storage import Store
 
     t0 = time.perf_counter()
@@ -104,7 +104,8 @@ def prepare(name: str, workdir: Path, log) -> dict:
                            "received_at": int(ts[j])} for j in range(start, stop)], returning=False)
     log(f"  {name}: {len(catalogue):,} items, {len(frame):,} events stored in {time.perf_counter() - t0:.0f}s")
     t1 = time.perf_counter()
-    model_path = train_from_store(store, "item-knn", folder / "item-knn.npz", evaluate=False)
+    model_path = train_from_store(store, folder / "item-knn.npz", ModelChoice("item-knn", {}, "benchmark"),
+                                  evaluate=False)
     log(f"  {name}: item-knn trained in {time.perf_counter() - t1:.0f}s")
     store.dispose()
     # Histories by raw id, for the baseline (which has no database) and to pick shoppers.

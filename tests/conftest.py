@@ -86,3 +86,15 @@ def synthetic_shop() -> Dataset:
         )
     )
     return Dataset.from_interactions(Interactions.from_frame(frame, "synthetic"), catalogue)
+
+
+@pytest.fixture
+def hashed_text(monkeypatch):
+    """Replace MiniLM by the dependency-free hashed bag of words (same interface)."""
+    from shoprec.text import encoder
+
+    def fake(items, catalogue, cache_dir=None, encoder_=None):
+        texts = encoder.item_text(catalogue, items)
+        return encoder._unit_rows(encoder.hashed_bag_of_words(64)(texts))
+
+    monkeypatch.setattr(encoder, "item_text_matrix", fake)

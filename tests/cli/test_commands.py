@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -134,6 +135,78 @@ def test_train_writes_the_model_and_a_sidecar_saying_what_it_was_trained_on(tmp_
                  "--protocol", "none", "--out", str(tmp_path / "m"), "--quiet"])
     assert code == 0
     sidecar = json.loads((tmp_path / "m" / "transformer.json").read_text())
-    assert sidecar["model"] == "transformer" and sidecar["protocol"] == "none" and sidecar["world_size"] == 1
+    assert sidecar["model"] == "transformer" and sidecar["split"] == "none" and sidecar["world_size"] == 1
+    assert sidecar["metrics"] == {} and sidecar["privacy"]["dp"] is False and sidecar["pseudonymised"] is None
     assert sidecar["params"]["d"] == 8 and len(sidecar["training_log"]) == 2
     assert sidecar["n_events"] > 0 and sidecar["trained_at"].endswith("+00:00")
+
+
+def test_train_on_a_split_puts_the_held_out_metrics_in_the_sidecar_and_pseudonymises_with_the_key(
+        tmp_path, tiny_csv, monkeypatch):
+    monkeypatch.setenv("SHOPREC_PSEUDONYM_KEY", "k" * 40)
+    code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "item-knn", "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    sidecar = json.loads((tmp_path / "m" / "item-knn.json").read_text())
+    assert 0 <= sidecar["metrics"]["NDCG@10"] <= 1 and sidecar["protocol"] == "leave-one-out, full ranking"
+    assert sidecar["pseudonymised"] and sidecar["data_window"]["last_event"] >= sidecar["data_window"]["first_event"]
+    from shoprec.models.base import Recommender
+
+    users = Recommender.load(tmp_path / "m" / "item-knn.npz").users_.ids
+    assert not any(u.startswith("u") for u in users)  # no raw shopper id in the model file
+
+
+def _store_events(url, d, start=0, stop=None, prefix="e", ts_offset=0):
+    from shoprec.serve.storage import Store
+
+    store = Store(url)
+    store.migrate()
+    rows = list(zip(d.user_idx, d.item_idx, d.timestamp))[start:stop]
+    store.add_events([{"event_id": f"{prefix}{j}", "shopper": f"p.{d.users.ids[u]}", "item_id": str(d.items.ids[i]),
+                       "event": "view", "ts": int(t) + ts_offset, "value": None, "impression_id": None}
+                      for j, (u, i, t) in enumerate(rows)])
+    store.dispose()
+
+
+def test_train_from_the_services_database_chooses_the_model_and_says_why(tmp_path, capsys, synthetic_shop):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    d = synthetic_shop
+    _store_events(url, d)
+    assert main(["train", "--db", url, "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    path = capsys.readouterr().out.strip()
+    sidecar = json.loads(Path(path).with_suffix(".json").read_text())
+    assert sidecar["choice"]["name"] in ("transformer", "item-knn") and sidecar["choice"]["reason"]
+    assert "NDCG@10" in sidecar["metrics"] and sidecar["data_window"]["last_event_id"] == len(d)
+
+
+def test_train_needs_data_or_a_database(tmp_path, capsys):
+    assert main(["train", "--model", "pop", "--out", str(tmp_path)]) == 2
+    assert "--data PATH" in capsys.readouterr().err
+
+
+def test_retrain_fine_tunes_a_database_trained_model_on_the_events_since_and_records_the_run(
+        tmp_path, capsys, synthetic_shop):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    d = synthetic_shop
+    _store_events(url, d, stop=len(d) - 300)
+    assert main(["train", "--db", url, "--model", "transformer", "--param", "epochs=2", "--param", "d=8",
+                 "--param", "device=cpu", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    model_path = capsys.readouterr().out.strip()
+    _store_events(url, d, start=len(d) - 300, prefix="late", ts_offset=10**6)
+    assert main(["retrain", "--db", url, "--model", model_path, "--min-events", "50", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split(":")[0] in ("swapped", "kept") and "300 new events" in out[0] or "below" in out[0]
+    from shoprec.serve.storage import Store
+
+    store = Store(url)
+    runs = store.retrains()
+    store.dispose()
+    assert runs[0]["trigger"] == "cli" and runs[0]["n_events"] == 300 and runs[0]["metric_before"] is not None
+
+
+def test_retrain_refuses_a_model_whose_sidecar_has_no_data_window(tmp_path, tiny_csv, capsys):
+    assert main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "pop", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert main(["retrain", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--model", path]) == 2
+    assert "data window" in capsys.readouterr().err

@@ -240,18 +240,6 @@ def test_partial_fit_survives_save_and_load(tiny_shop, tmp_path):
 
 
 # ---- item text -----------------------------------------------------------------------------
-@pytest.fixture
-def hashed_text(monkeypatch):
-    """Replace MiniLM by the dependency-free hashed bag of words (same interface)."""
-    from shoprec.text import encoder
-
-    def fake(items, catalogue, cache_dir=None, encoder_=None):
-        texts = encoder.item_text(catalogue, items)
-        return encoder._unit_rows(encoder.hashed_bag_of_words(64)(texts))
-
-    monkeypatch.setattr(encoder, "item_text_matrix", fake)
-
-
 @pytest.mark.parametrize("mode", ["text_init", "text_fusion"])
 def test_text_lets_items_without_training_events_be_recommended(tiny_shop, hashed_text, mode):
     # "i8" (spade) has no training events; a new "i9" (garden spade) arrives by partial_fit.

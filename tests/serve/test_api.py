@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
 from serve_helpers import ADMIN, event, recommend
 from sqlalchemy import create_engine, text

@@ -3,6 +3,7 @@ module per command.
 
     shoprec evaluate --data PATH --format FORMAT --model NAME [--protocol loo] [--k 10] [--json F] [--export F]
     shoprec train    --data PATH --format FORMAT --model NAME --out DIR      (data-parallel under torchrun)
+    shoprec retrain  --db URL --model FILE                                   (online learning, for cron)
     shoprec recommend --model-path FILE (--user ID | --history ID,ID,...) [--k 10]
     shoprec data report --data PATH --format FORMAT [--json F]   |   shoprec data formats
     shoprec models [--params NAME]

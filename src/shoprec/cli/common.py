@@ -17,11 +17,12 @@ def say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def add_data_args(p: argparse.ArgumentParser, split: bool = True, extra_protocols: tuple[str, ...] = ()) -> None:
+def add_data_args(p: argparse.ArgumentParser, split: bool = True, extra_protocols: tuple[str, ...] = (),
+                  required: bool = True) -> None:
     """--data/--format/--catalogue/--mapping (and --protocol/--kcore/--seed with split)."""
     from shoprec.data.split import PROTOCOLS
 
-    p.add_argument("--data", required=True, help="path to the log, or 'demo' for the bundled shop")
+    p.add_argument("--data", required=required, help="path to the log, or 'demo' for the bundled shop")
     p.add_argument("--format", default="shoprec", help="reader format (see `shoprec data formats`)")
     p.add_argument("--catalogue", default=None, help="optional catalogue file for the format")
     p.add_argument("--mapping", default=None,

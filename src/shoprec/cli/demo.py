@@ -16,7 +16,12 @@ from shoprec.cli.common import table
 
 __all__ = ["DEFAULT_MODELS", "add_parser", "run_demo"]
 
-DEFAULT_MODELS = ("pop", "item-knn", "ease", "als")
+DEFAULT_MODELS = ("pop", "item-knn", "ease", "als", "transformer")
+DEMO_PARAMS = {
+    # The behaviour Transformer within a one-minute budget, item embeddings from product titles.
+    "transformer": {"max_seconds": 60.0, "epochs": 200, "eval_every": 2, "patience": 3, "text_init": True},
+}
+"""Per-model settings of the demo leaderboard (the others run at their defaults)."""
 
 
 def add_parser(sub) -> None:
@@ -47,7 +52,10 @@ def run_demo(models: tuple[str, ...] = DEFAULT_MODELS, k: int = 10, n_shoppers: 
 
     rows, fitted = [], {}
     for name in models:
-        model = make_model(name)
+        params = dict(DEMO_PARAMS.get(name, {}))
+        if "verbose" in make_model(name).get_params():
+            params["verbose"] = not quiet
+        model = make_model(name, **params)
         t0 = time.perf_counter()
         model.fit(parts.train, parts.valid)
         fit_s = time.perf_counter() - t0

@@ -11,12 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shoprec.cli import data, demo, evaluate, models, privacy, recommend, serve, simulate, train
+from shoprec.cli import (
+    data,
+    demo,
+    evaluate,
+    models,
+    privacy,
+    recommend,
+    retrain,
+    serve,
+    simulate,
+    train,
+)
 from shoprec.errors import ShoprecError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (evaluate, train, recommend, data, models, demo, serve, privacy, simulate)
+COMMANDS = (evaluate, train, retrain, recommend, data, models, demo, serve, privacy, simulate)
 EXIT_ERROR = 2
 
 

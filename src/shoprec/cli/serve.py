@@ -33,7 +33,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--demo", action="store_true",
                    help="import the bundled shop into an empty database, train a model if none is "
                         "saved, and give the page a demo key")
-    p.add_argument("--demo-model", default="item-knn", help="model trained for --demo (default item-knn)")
+    p.add_argument("--demo-model", default=None,
+                   help="model trained for --demo or when no model is given (default: chosen from the data: "
+                        "the Transformer when the shop has enough sequences, else item-knn)")
+    p.add_argument("--budget", type=float, default=90.0,
+                   help="seconds of training for a model trained at start (default 90)")
     p.add_argument("--access-log", action="store_true", help="log every request (paths only)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         store.migrate()
         state = bootstrap_demo(store, pseudonymizer, model_dir, model_name=args.demo_model,
-                               log=lambda m: _log(args, m))
+                               log=lambda m: _log(args, m), budget_s=args.budget, verbose=not args.quiet)
         store.dispose()
         changes: dict = {"demo": True, "model_dir": str(model_dir)}
         if not settings.model_path:
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             changes["admin_key"] = "admin_" + secrets.token_hex(16)
             _log(args, f"admin key for this run (memory only): {changes['admin_key']}")
         settings = settings.with_(**changes)
+    elif not settings.model_path:
+        settings = _train_if_needed(args, settings)
     app = create_app(settings, pseudonymizer=pseudonymizer)
     if args.demo:
         app.state.service.sample_shoppers = state.sample_shoppers
@@ -92,3 +98,26 @@ def run(args: argparse.Namespace) -> int:
                 log_level="warning" if args.quiet else "info")
     return 0
 
+
+def _train_if_needed(args: argparse.Namespace, settings):
+    """Without --model: serve the model trained from this database before, or train one now
+    (chosen from the data) when the database holds events; else start without a model."""
+    from shoprec.serve.settings import default_data_dir
+    from shoprec.serve.storage import Store
+    from shoprec.serve.training import choose_model, dataset_from_store, train_from_store
+
+    store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        store.migrate()
+        if store.count_events() == 0:
+            _log(args, "no model and no events yet: ingest events, then POST /v1/model/retrain or restart")
+            return settings
+        model_dir = Path(settings.model_dir or (settings.data_dir or default_data_dir()) / "models")
+        choice = choose_model(dataset_from_store(store), args.budget, name=args.demo_model)
+        path = model_dir / f"{choice.name}.npz"
+        if not path.is_file():
+            _log(args, f"training {choice.name} from the database (budget {args.budget:.0f}s) ...")
+            train_from_store(store, path, choice, verbose=not args.quiet, log=lambda m: _log(args, m))
+        return settings.with_(model_path=str(path), model_dir=str(model_dir))
+    finally:
+        store.dispose()

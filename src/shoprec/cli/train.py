@@ -1,7 +1,14 @@
-"""`shoprec train`: fit a model and save it with a JSON sidecar (what it was trained on, when, how).
+"""`shoprec train`: fit a model and save it with a JSON sidecar (what it was trained on, when, how
+well it did on held-out events, its privacy record), which the service shows when it serves it.
 
     shoprec train --data PATH --format FORMAT --model NAME --out DIR [--param KEY=VALUE ...]
         [--protocol loo|temporal|random|none] [--full]
+    shoprec train --db URL [--model auto|NAME] --out DIR [--budget SECONDS]   # from the service's data
+
+Shopper ids of a file are pseudonymised with the service's key (SHOPREC_PSEUDONYM_KEY or
+SHOPREC_PSEUDONYM_KEY_FILE) when one is configured, so the model file holds the ids the service
+stores; without a key the ids stay as given and the sidecar says so. The service's database
+holds pseudonyms already.
 
 Under torchrun the same command trains data-parallel (the neural models): every process loads
 the same data and builds the same model from the same seed, each global batch is split over
@@ -13,23 +20,26 @@ the processes (`shoprec.models.neural.distributed`), and rank 0 writes the files
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from shoprec.cli.common import add_data_args, check_model_params, fit_named, prepare, say
 from shoprec.cli.params import parse_params
+from shoprec.errors import ConfigError
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="fit a model and save it (data-parallel under torchrun)")
-    add_data_args(p, extra_protocols=("none",))
-    p.add_argument("--model", required=True)
+    add_data_args(p, extra_protocols=("none",), required=False)
+    p.add_argument("--db", default=None, help="train on the service's database (a SQLAlchemy URL) instead of --data")
+    p.add_argument("--budget", type=float, default=90.0, help="with --db: seconds of training for the Transformer")
+    p.add_argument("--model", default="auto",
+                   help="model name, or 'auto' (with --db: chosen from the data, as `shoprec serve` does)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model hyperparameter (see `shoprec models --params NAME`)")
     p.add_argument("--out", required=True, help="directory to write the model file and its sidecar into")
@@ -40,6 +50,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
+    if args.db is not None:
+        return _train_from_db(args, params)
+    if args.data is None:
+        raise ConfigError("shoprec train needs --data PATH (a log file) or --db URL (the service's database).")
+    if args.model == "auto":
+        raise ConfigError("--model auto chooses from a service database; with --data, name the model.")
     check_model_params(args.model, params)
     distributed = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not distributed:
@@ -61,8 +77,15 @@ def _train(args: argparse.Namespace, params: dict[str, Any], rank: int, world_si
     if rank:
         args.quiet = True  # one progress bar, one set of messages: rank 0's
     _, data, parts = prepare(args)
+    data, parts, pseudonymised = _pseudonymise(data, parts)
     train, valid = (data, None) if parts is None else (parts.train, parts.valid)
     model, fit_seconds = fit_named(args, args.model, train, valid, params)
+    metrics = {}
+    if parts is not None:
+        from shoprec.evaluate.protocol import evaluate
+
+        result = evaluate(model, parts, k=(10,), catalogue=data.catalogue)
+        metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     if args.full and parts is not None:
         # Refit on every event (train + valid + test) for serving, with the same parameters.
         t0 = time.perf_counter()
@@ -74,22 +97,48 @@ def _train(args: argparse.Namespace, params: dict[str, Any], rank: int, world_si
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = model.save(out / f"{args.model}.npz")
-    sidecar = {
-        "model": args.model,
-        "params": model.get_params(),
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fit_seconds": round(fit_seconds, 3),
-        "data": str(args.data),
-        "format": args.format,
-        "protocol": args.protocol,
-        "refit_on_all_events": bool(args.full and parts is not None),
-        "n_users": int(data.n_users),
-        "n_items": int(data.n_items),
-        "n_events": len(data),
-        "world_size": world_size,
-    }
-    if hasattr(model, "history_"):
-        sidecar.update(best_epoch=getattr(model, "best_epoch_", None), training_log=model.training_log)
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=float) + "\n")
+    from shoprec.serve.training import ModelChoice, write_sidecar
+
+    write_sidecar(path, model, data, ModelChoice(args.model, params, "named on the command line"), fit_seconds,
+                  metrics, extra={
+                      "data": str(args.data), "format": args.format, "split": args.protocol,
+                      "refit_on_all_events": bool(args.full and parts is not None), "world_size": world_size,
+                      "pseudonymised": pseudonymised, "best_epoch": getattr(model, "best_epoch_", None),
+                  })
+    print(path)
+    return 0
+
+
+def _pseudonymise(data, parts):
+    """The dataset and split with shopper ids pseudonymised by the configured key (the service's),
+    or unchanged when no key is configured; returns (data, parts, key id or None)."""
+    from shoprec.privacy.pseudonym import ENV_KEY, ENV_KEY_FILE, Pseudonymizer
+
+    if not (os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE)):
+        return data, parts, None
+    pseudonymizer = Pseudonymizer.from_env()
+    data = data.with_user_ids(pseudonymizer.pseudonymize)
+    if parts is not None:
+        parts = parts.with_user_ids(pseudonymizer.pseudonymize)
+    return data, parts, pseudonymizer.key_id
+
+
+def _train_from_db(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from shoprec.serve.storage import Store
+    from shoprec.serve.training import choose_model, dataset_from_store, train_from_store
+
+    store = Store(args.db)
+    try:
+        store.migrate()
+        data = dataset_from_store(store)
+        choice = choose_model(data, args.budget, name=None if args.model == "auto" else args.model)
+        check_model_params(choice.name, params)
+        choice = replace(choice, params={**choice.params, **params})
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = train_from_store(store, out / f"{choice.name}.npz", choice, verbose=not args.quiet,
+                                log=lambda m: say(args, m))
+    finally:
+        store.dispose()
     print(path)
     return 0

@@ -118,6 +118,13 @@ class Dataset:
             name or self.name,
         )
 
+    def with_user_ids(self, rename) -> Dataset:
+        """The same dataset with every user id replaced by rename(id) (pseudonymisation, say);
+        rename must map distinct ids to distinct ids."""
+        users = Vocabulary([rename(str(u)) for u in self.users.ids], "user")
+        return Dataset(users, self.items, self.user_idx, self.item_idx, self.event, self.timestamp, self.value,
+                       self.catalogue, self.name)
+
     def __len__(self) -> int:
         return len(self.user_idx)
 

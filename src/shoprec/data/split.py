@@ -33,6 +33,12 @@ class Split:
     test: sp.csr_matrix
     test_history: Dataset  # the history a model sees when predicting test targets
 
+    def with_user_ids(self, rename) -> Split:
+        """The same split with user ids replaced by rename(id) (see `Dataset.with_user_ids`)."""
+        from dataclasses import replace
+
+        return replace(self, train=self.train.with_user_ids(rename), test_history=self.test_history.with_user_ids(rename))
+
     @property
     def test_users(self) -> np.ndarray:
         return np.flatnonzero(np.diff(self.test.indptr) > 0)

@@ -19,6 +19,7 @@ from shoprec.privacy.pseudonym import Pseudonymizer
 from shoprec.serve.auth import KeyRing, RateLimiter
 from shoprec.serve.engine import ServingEngine
 from shoprec.serve.http_errors import error_json, install_handlers
+from shoprec.serve.online import OnlineLearner
 from shoprec.serve.routers import admin, catalogue, events, recommend, shoppers, system, web
 from shoprec.serve.service import Metrics, Service, reject_unknown_query
 from shoprec.serve.settings import ServeSettings
@@ -73,9 +74,14 @@ def create_app(
         service.demo_key = "demo_" + secrets.token_hex(24)
         service.keys.add_memory_key("demo-page", service.demo_key, frozenset({"read", "ingest"}))
 
+    service.learner = OnlineLearner(service, settings.retrain_every_s, settings.retrain_min_events,
+                                    settings.retrain_epochs)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        service.learner.start()
         yield
+        service.learner.stop()
         store.dispose()
 
     app = FastAPI(

@@ -2,19 +2,18 @@
 
 On an empty database the bundled Online Retail shop's catalogue and purchases are imported
 (shopper ids pseudonymised on the way in, like any other ingestion). When no model file exists,
-one is trained from the *stored* events, so its user vocabulary holds pseudonyms, never raw ids,
-and a JSON sidecar with its offline metrics (leave-one-out, full ranking) is written next to it
-for the dashboard.
+one is trained from the *stored* events (`shoprec.serve.training`: the behaviour Transformer,
+text-initialised, within a stated time budget), so its user vocabulary holds pseudonyms, never
+raw ids, and a JSON sidecar with its offline metrics (leave-one-out, full ranking) and the
+reason it was chosen is written next to it for the dashboard.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,11 @@ import pandas as pd
 from shoprec.privacy.pseudonym import Pseudonymizer
 from shoprec.serve.storage import Store
 
-__all__ = ["DemoState", "bootstrap_demo", "train_from_store"]
+__all__ = ["DEMO_BUDGET_S", "DemoState", "bootstrap_demo"]
 
-DEFAULT_MODEL = "item-knn"
+DEMO_BUDGET_S = 90.0
+"""Seconds of training for the demo's Transformer (the text encoding of the titles comes on top,
+once: the vectors are cached)."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,15 @@ def bootstrap_demo(
     store: Store,
     pseudonymizer: Pseudonymizer,
     model_dir: str | Path,
-    model_name: str = DEFAULT_MODEL,
+    model_name: str | None = None,
     n_samples: int = 6,
     log: Callable[[str], None] = lambda message: None,
+    budget_s: float = DEMO_BUDGET_S,
+    verbose: bool = False,
 ) -> DemoState:
     """Import the demo shop when the database is empty, train a model when none is saved.
+
+    model_name: what to serve (None: `choose_model` decides; the Transformer on this shop).
 
     Returns the model path and a few raw demo shopper ids for the storefront's picker (they are
     public demo data, held in memory only).
@@ -91,48 +96,16 @@ def bootstrap_demo(
             ], returning=False)
         log(f"imported {len(frame):,} events of {len(pseudo):,} shoppers (pseudonymised) "
             f"in {time.perf_counter() - t0:.1f}s")
-    model_path = Path(model_dir) / f"{model_name}.npz"
+    from shoprec.serve.training import choose_model, dataset_from_store, train_from_store
+
+    data = dataset_from_store(store)
+    choice = choose_model(data, budget_s, name=model_name)
+    model_path = Path(model_dir) / f"{choice.name}.npz"
     if not model_path.is_file():
-        log(f"training {model_name} on the stored events ...")
-        train_from_store(store, model_name, model_path, log=log)
+        log(f"training {choice.name} on the stored events (budget {budget_s:.0f}s) ...")
+        t1 = time.perf_counter()
+        train_from_store(store, model_path, choice, verbose=verbose, log=log)
+        log(f"model ready in {time.perf_counter() - t1:.0f}s")
     counts = frame["user"].value_counts()
     samples = [str(u) for u in counts.index[:: max(1, len(counts) // (4 * n_samples))][:n_samples]]
     return DemoState(model_path=model_path, sample_shoppers=samples)
-
-
-def train_from_store(store: Store, model_name: str, path: str | Path, evaluate: bool = True,
-                     log: Callable[[str], None] = lambda message: None) -> Path:
-    """Fit `model_name` on every stored event (with the stored catalogue), save it to `path`,
-    and write `<path>.json` with its offline metrics when `evaluate`."""
-    from shoprec.data.dataset import Dataset
-    from shoprec.data.schema import Catalogue, Interactions
-    from shoprec.models.registry import make_model
-
-    chunks = list(store.iter_events())
-    rows = [r for chunk in chunks for r in chunk]
-    frame = pd.DataFrame(rows, columns=["user", "item", "event", "timestamp", "value"])
-    items = store.all_items()
-    catalogue = Catalogue.from_frame(pd.DataFrame(
-        [(i, t, c, p) for i, t, c, p, _a, _t in items], columns=["item", "title", "category", "price"]
-    )) if items else None
-    data = Dataset.from_interactions(Interactions.from_frame(frame, "store"), catalogue)
-    info: dict = {"model": model_name, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "n_events": len(data), "n_users": data.n_users, "n_items": data.n_items}
-    t0 = time.perf_counter()
-    if evaluate:
-        from shoprec.data.split import leave_one_out
-        from shoprec.evaluate.protocol import evaluate as run_evaluation
-
-        parts = leave_one_out(data)
-        probe = make_model(model_name).fit(parts.train, parts.valid)
-        result = run_evaluation(probe, parts, k=(10,), catalogue=catalogue)
-        info["metrics"] = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        info["protocol"] = "leave-one-out, full ranking"
-        log("offline metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in list(info["metrics"].items())[:4]))
-    model = make_model(model_name).fit(data)
-    info["fit_seconds"] = round(time.perf_counter() - t0, 2)
-    info["privacy"] = {"dp": False, "note": "trained without differential privacy"}
-    path = model.save(path)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    log(f"saved {path}")
-    return path

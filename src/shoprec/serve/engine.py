@@ -471,6 +471,8 @@ class ServingEngine:
             "offline_metrics": view.info.get("metrics", {}),
             "privacy": view.info.get("privacy", {}),
             "trained_at": view.info.get("trained_at"),
+            "choice": view.info.get("choice", {"name": view.name, "reason": "given to the service"}),
+            "data_window": view.info.get("data_window", {}),
         }
 
 

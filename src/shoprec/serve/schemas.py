@@ -276,7 +276,28 @@ class ModelStatus(BaseModel):
     privacy: dict[str, object] = {}
     trained_at: str | None = None
     exploration: dict[str, object] = Field(default={}, description="weight rule, explorer, budget, feature space")
+    choice: dict[str, str] = Field(default={}, description="the model served and why it was chosen")
+    online_learning: dict[str, object] = Field(default={}, description="schedule, running job, last run")
+    data_window: dict[str, int | None] = Field(default={}, description="first and last event it was trained on")
     latency_budget_ms: float | None = None
+
+
+class RetrainQueued(BaseModel):
+    queued: bool
+    running: str | None = Field(description="the job running now, if any (retrain or grow)")
+
+
+class RetrainRun(BaseModel):
+    id: int
+    started_at: int
+    finished_at: int | None
+    status: Literal["running", "swapped", "kept", "failed"]
+    trigger: str
+    n_events: int
+    metric_before: float | None = Field(description="served model's NDCG@10 on the newest events")
+    metric_after: float | None = Field(description="candidate's NDCG@10 on the same events")
+    model_version: str | None
+    message: str
 
 
 class KeyRequest(Strict):

@@ -6,6 +6,7 @@ services (one per test, say) live side by side in one process.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -68,13 +69,19 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     demo_key: str | None = None
     sample_shoppers: list[str] = field(default_factory=list)
+    learner: Any = None  # the online learning worker (`shoprec.serve.online.OnlineLearner`)
     _catalogue_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh_catalogue(self) -> None:
-        """Re-read the catalogue into the engine (after a write)."""
+        """Re-read the catalogue into the engine (after a write); items the served model does not
+        know get vectors from their text on the online learner's thread, seconds later."""
         with self._catalogue_lock:
             self.engine.set_catalogue(self.store.all_items())
             self.metrics.catalogue_items.set(len(self.engine.catalogue))
+        view = self.engine.model_view
+        if self.learner is not None and view is not None and any(
+                i not in view.position for i in self.engine.catalogue.ids.tolist()):
+            self.learner.submit("grow")
 
     def resolve_model_path(self, relative: str | None) -> Path:
         """The model file a reload may load: inside the model directory, and existing."""
@@ -93,7 +100,16 @@ class Service:
         return path
 
     def status(self) -> dict[str, Any]:
-        return self.engine.status()
+        out = self.engine.status()
+        learner = self.learner
+        out["online_learning"] = {
+            "every_s": learner.every_s if learner else 0, "running": learner.running if learner else None,
+            "last": learner.last if learner else None,
+        }
+        return out
+
+    def log(self, message: str) -> None:
+        logging.getLogger("shoprec.serve").warning(message)
 
     # ---- the served model and its exploration learner ----------------------------------------
     def serve_model(self, model_or_path) -> None:

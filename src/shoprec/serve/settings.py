@@ -54,6 +54,10 @@ class ServeSettings:
     explore_budget: most exploratory slots in a slate.
     latency_budget_ms: a request whose model path would take longer than this under the current
         load is served from the cheaper embedding path, and says so (0: never).
+    retrain_every_s: seconds between the online learning job's runs (0: only on request, through
+        `POST /v1/model/retrain` or `shoprec retrain`).
+    retrain_min_events: new events a run needs before it fine-tunes.
+    retrain_epochs: passes over the new events per run.
     diversity: default diversity in [0, 1] (0 = rank by score only).
     new_item_days: items added to the catalogue this recently count as "new".
     sqlite_synchronous: SQLite's synchronous pragma in WAL mode; NORMAL survives a crash of the
@@ -80,6 +84,9 @@ class ServeSettings:
     epsilon: float = 0.1
     explore_budget: int = 3
     latency_budget_ms: float = 50.0
+    retrain_every_s: float = 600.0
+    retrain_min_events: int = 100
+    retrain_epochs: int = 1
     diversity: float = 0.0
     new_item_days: int = 30
     sqlite_synchronous: str = "NORMAL"
@@ -109,6 +116,9 @@ class ServeSettings:
         check_float("epsilon", self.epsilon, 0.0, 1.0, where)
         check_int("explore_budget", self.explore_budget, 0, 100, where)
         check_float("latency_budget_ms", self.latency_budget_ms, 0.0, 1e6, where)
+        check_float("retrain_every_s", self.retrain_every_s, 0.0, 1e9, where)
+        check_int("retrain_min_events", self.retrain_min_events, 1, 1 << 40, where)
+        check_int("retrain_epochs", self.retrain_epochs, 1, 1000, where)
         check_float("diversity", self.diversity, 0.0, 1.0, where)
         check_int("new_item_days", self.new_item_days, 0, 36_500, where)
         check_choice("sqlite_synchronous", self.sqlite_synchronous, ("NORMAL", "FULL"), where)

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Path, Query, Response
 
 from shoprec.errors import UnknownIdError
 from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
-from shoprec.serve.schemas import KeyOut, KeyRequest, ModelStatus, NewKey, ReloadRequest, Stats
+from shoprec.serve.schemas import (
+    KeyOut,
+    KeyRequest,
+    ModelStatus,
+    NewKey,
+    ReloadRequest,
+    RetrainQueued,
+    RetrainRun,
+    Stats,
+)
 from shoprec.serve.service import Admin, Reader, ServiceDep
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
@@ -34,6 +43,24 @@ def reload_model(service: ServiceDep, _: Admin, req: ReloadRequest | None = None
     service.metrics.reloads.labels("ok").inc()
     service.metrics.model_loaded.set(1)
     return ModelStatus(**service.status())
+
+
+@router.post("/model/retrain", response_model=RetrainQueued, status_code=202, tags=["model"],
+             summary="Fine-tune the served model on the events since it was trained")
+def retrain(service: ServiceDep, _: Admin) -> RetrainQueued:
+    """Queues a run of the online learning job (it also runs every `retrain_every_s`). The run
+    fine-tunes a copy of the model on the new events, validates it on each shopper's newest one
+    and swaps it in only when it is not worse; requests are served by the old model meanwhile.
+    `GET /v1/model/retrains` reports how it went."""
+    service.learner.submit("retrain", "api")
+    return RetrainQueued(queued=True, running=service.learner.running)
+
+
+@router.get("/model/retrains", response_model=list[RetrainRun], tags=["model"], summary="Online learning runs")
+def retrains(service: ServiceDep, _: Reader,
+             limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[RetrainRun]:
+    """The latest runs of the online learning job, newest first."""
+    return [RetrainRun(**row) for row in service.store.retrains(limit)]
 
 
 @router.post("/keys", response_model=NewKey, status_code=201, tags=["keys"], summary="Create an API key")

@@ -179,6 +179,21 @@ class EventStore(StoreCore):
         rows.reverse()
         return [r[0] for r in rows], [r[1] for r in rows]
 
+    def history_before(self, shoppers: Sequence[str], before_id: int, limit: int) -> tuple[list[str], list[str]]:
+        """The latest `limit` events of a shopper stored before event row `before_id`, oldest
+        first: what the shopper's history was when that event happened. Returns (items, events)."""
+        t = Event.__table__
+        stmt = (
+            select(t.c.item_id, t.c.event)
+            .where(t.c.shopper.in_(list(shoppers)), t.c.id < before_id)
+            .order_by(t.c.ts.desc(), t.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        rows.reverse()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(Event.__table__)).scalar() or 0)
