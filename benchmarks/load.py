@@ -81,8 +81,8 @@ def demo_shop():
 def prepare(name: str, workdir: Path, log) -> dict:
     """Fill a database and train the model for one catalogue; returns paths and shoppers."""
     from shoprec.privacy.pseudonym import Pseudonymizer
-    from shoprec.serve.training import ModelChoice, train_from_store
     from shoprec.serve.storage import Store
+    from shoprec.serve.training import ModelChoice, train_from_store
 
     t0 = time.perf_counter()
     catalogue, frame = demo_shop() if name == "demo" else synthetic_shop(int(name))

@@ -91,3 +91,61 @@ def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_se
     assert page.locator("#chart-traffic svg path.series").count() == 2
     assert page.locator("#tile-privacy .value").inner_text() == "not DP-trained"
     assert errors == [], errors
+
+
+@pytest.fixture
+def transformer_server(database_url, pseudonymizer, synthetic_shop, hashed_text):
+    """The live system as `make demo` serves it: the behaviour Transformer (text-initialised) with
+    per-shopper dynamic exploration, on the 120-item synthetic shop."""
+    from shoprec.models.transformer import TransformerRecommender
+
+    model = TransformerRecommender(d=16, n_layers=1, max_len=12, epochs=4, batch_size=32, device="cpu", seed=0,
+                                   text_init=True).fit(synthetic_shop)
+    app = create_app(ServeSettings(database_url=database_url, admin_key=ADMIN_KEY, demo=True),
+                     pseudonymizer=pseudonymizer, model=model)
+    app.state.service.sample_shoppers = ["u1"]
+    server = LiveServer(app)
+    import httpx
+
+    httpx.post(f"{server.url}/v1/items/batch", json={"items": catalogue_rows(synthetic_shop)},
+               headers={"X-API-Key": ADMIN_KEY}).raise_for_status()
+    yield server
+    server.stop()
+
+
+def test_a_new_shopper_buys_and_sees_the_weight_the_badges_and_what_the_slate_cites(browser, transformer_server):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(transformer_server.url + "/")
+    page.wait_for_function("() => document.querySelector('#model-words').textContent.includes('Transformer')")
+    page.get_by_role("button", name="New shopper").click()
+    page.wait_for_selector("#recs .rec-card")
+    weight = page.locator("#weight").inner_text()
+    assert weight.startswith("Exploring at weight") and "we know little of this shopper yet" in weight, weight
+    assert page.locator("#recent li").first.inner_text() == "nothing yet: a new shopper"
+    seen_badges = page.locator("#recs .badge.explore").count()
+    for _ in range(3):  # buy the first card a few times; the slate and the history follow
+        impression = page.locator("#recs").get_attribute("data-impression")
+        first = page.locator("#recs .rec-card").first
+        title = first.locator(".title").inner_text()
+        first.get_by_role("button", name="Buy").click()
+        page.wait_for_function("imp => document.querySelector('#recs').dataset.impression !== imp", arg=impression)
+        assert page.locator("#recent li").first.inner_text() == f"purchase{title}"
+        seen_badges += page.locator("#recs .badge.explore").count()
+    assert seen_badges > 0  # a new shopper's slates explore
+    assert page.locator("#recs .rec-card.fresh").count() > 0  # the slate changed after the purchase
+    whys = page.locator("#recs .rec-card .why").all_inner_texts()
+    assert any(w.startswith("Because you bought") for w in whys), whys
+    assert page.locator("#recent li.cited").count() >= 1  # the cited purchase is highlighted in the history
+    assert page.locator("#legend").inner_text().count("exploring") >= 1
+
+    page.goto(transformer_server.url + "/dashboard")
+    page.wait_for_selector("#tile-slates")
+    page.wait_for_selector("#chart-weights svg")
+    heights = page.locator("#chart-weights svg rect").evaluate_all("els => els.map(e => +e.getAttribute('height'))")
+    assert len(heights) == 10 and sum(h > 0 for h in heights) >= 1
+    assert "Transformer" in page.locator("#model-words").inner_text()
+    assert "trained without differential privacy" in page.locator("#model-table").inner_text()
+    assert errors == [], errors

@@ -40,6 +40,7 @@ from shoprec.serve.explain import (
     catalogue_fields,
     describe,
     describe_new,
+    model_summary,
 )
 from shoprec.serve.load import LoadGauge
 from shoprec.serve.views import (
@@ -265,6 +266,7 @@ class ServingEngine:
             cold_start = not known.any()
             degrade = bool(self.latency_budget_ms) and expected_ms > self.latency_budget_ms
             scores, path = self.scores(view, hist_idx, events, degrade)
+            self.load.served_by(path)
 
             allowed = al.eligible.copy()
             if known.any():
@@ -472,6 +474,8 @@ class ServingEngine:
             "privacy": view.info.get("privacy", {}),
             "trained_at": view.info.get("trained_at"),
             "choice": view.info.get("choice", {"name": view.name, "reason": "given to the service"}),
+            "summary": model_summary(view.name, view.info),
+            "n_events": view.info.get("n_events"),
             "data_window": view.info.get("data_window", {}),
         }
 

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from shoprec.serve.views import CatalogueView, Explanation, ModelView, Recommendation
 
 __all__ = ["ANCHOR_WINDOW", "EXPLORING", "LOO_WINDOW", "VERBS", "anchor_by_removal", "anchor_by_similarity",
-           "catalogue_fields", "describe", "describe_new"]
+           "catalogue_fields", "describe", "describe_new", "model_summary"]
 
 ANCHOR_WINDOW = 50  # the latest history items considered as the "because" of a similarity explanation
 LOO_WINDOW = 10  # the latest history events removed one at a time for a model-grounded explanation
@@ -105,3 +107,31 @@ def describe_new(cat: CatalogueView, row: int, score: float) -> Recommendation:
     title, category, price = catalogue_fields(cat, row)
     why = Explanation("new_in_category", f"New in {category}, a category you like")
     return Recommendation(str(cat.ids[row]), title, category, price, float(score), False, 1.0, why)
+
+
+MODEL_WORDS = {
+    "transformer": "the behaviour Transformer, which reads the order of what each shopper viewed, carted and bought",
+    "item-knn": "item-to-item similarity: shoppers who bought this also bought that",
+    "user-knn": "similar shoppers: what shoppers with a history like yours went on to buy",
+    "ease": "an item-to-item model fitted to every co-purchase at once (EASE)",
+    "als": "taste factors learned from who bought what (matrix factorisation)",
+    "bpr": "taste factors learned from who bought what (matrix factorisation, BPR)",
+    "pop": "what sells most",
+    "text": "product descriptions: items whose titles resemble what you looked at",
+    "dp-mf": "taste factors learned with differential privacy",
+    "dp-transformer": "the behaviour Transformer, trained with differential privacy",
+}
+
+
+def model_summary(name: str, info: dict[str, Any]) -> str:
+    """The served model in a sentence a shop owner reads."""
+    words = MODEL_WORDS.get(name, f"the {name} model")
+    parts = [f"Recommendations come from {words}"]
+    if info.get("n_events"):
+        parts.append(f"trained on {int(info['n_events']):,} events of {int(info.get('n_users') or 0):,} shoppers")
+    if info.get("trained_at"):
+        parts.append(f"on {str(info['trained_at'])[:10]}")
+    privacy = info.get("privacy") or {}
+    if privacy.get("dp"):
+        parts.append(f"with user-level differential privacy (epsilon {privacy.get('epsilon')})")
+    return ", ".join(parts) + "."

@@ -20,6 +20,11 @@ class LoadGauge:
         self.served = {"model": 0, "embedding": 0, "popularity": 0}
         self._lock = threading.Lock()
 
+    def served_by(self, path: str) -> None:
+        """Count one slate served by a scoring path ("model", "embedding", "popularity")."""
+        with self._lock:
+            self.served[path] = self.served.get(path, 0) + 1
+
     def record_model_seconds(self, seconds: float) -> None:
         ms = seconds * 1000.0
         with self._lock:

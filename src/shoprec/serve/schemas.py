@@ -185,6 +185,12 @@ class ExplorationOut(BaseModel):
                     "to exploit reward), logit")
 
 
+class RecentItem(BaseModel):
+    item_id: str
+    title: str
+    event: str
+
+
 class RecommendationResponse(BaseModel):
     impression_id: str = Field(description="send it back with events on these items (click-through)")
     model: str
@@ -196,6 +202,8 @@ class RecommendationResponse(BaseModel):
         description="how the scores were computed: the model, the cheaper embedding path (latency "
                     "budget exceeded), or popularity (no known history)")
     degraded: bool = Field(description="true when the latency budget sent this request to the cheaper path")
+    recent: list[RecentItem] = Field(default=[], description="the latest events the slate was computed from, newest "
+                                                            "first (what the explanations cite)")
 
 
 class SimilarResponse(BaseModel):
@@ -277,6 +285,8 @@ class ModelStatus(BaseModel):
     trained_at: str | None = None
     exploration: dict[str, object] = Field(default={}, description="weight rule, explorer, budget, feature space")
     choice: dict[str, str] = Field(default={}, description="the model served and why it was chosen")
+    summary: str = Field(default="", description="the served model in a sentence a shop owner reads")
+    n_events: int | None = None
     online_learning: dict[str, object] = Field(default={}, description="schedule, running job, last run")
     data_window: dict[str, int | None] = Field(default={}, description="first and last event it was trained on")
     latency_budget_ms: float | None = None
@@ -341,6 +351,9 @@ class Stats(BaseModel):
     exploration_share: float | None
     catalogue_items: int
     catalogue_coverage: float | None = Field(description="share of the catalogue recommended in the window")
+    weight_histogram: list[int] = Field(default=[], description="slates per exploration weight, 10 bins over [0, 1]")
+    served_paths: dict[str, int] = Field(default={}, description="slates by scoring path since the service started")
+    retrains: list[RetrainRun] = Field(default=[], description="the latest online learning runs")
     model: ModelStatus
 
 

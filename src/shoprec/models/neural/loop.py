@@ -163,7 +163,11 @@ def train_next_item(
     if config.verbose and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, initial=start_epoch, desc=f"{name} epochs", unit="epoch", leave=False)
+        # Under a time budget the epoch count is not known in advance: count epochs and show the
+        # time spent instead of a misleading remaining time.
+        budget = f" (budget {config.max_seconds:.0f}s)" if config.max_seconds is not None else ""
+        bar = tqdm(total=None if budget else epochs, initial=start_epoch, desc=f"{name} epochs{budget}",
+                   unit="epoch", leave=False)
     stopped = bool(history) and stopper.exhausted
     started = time.perf_counter()
     for epoch in range(start_epoch, epochs):

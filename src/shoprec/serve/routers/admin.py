@@ -107,5 +107,8 @@ def stats(
         exploration_share=explored / impressions if impressions else None,
         catalogue_items=n_items,
         catalogue_coverage=raw["distinct_items_recommended"] / n_items if n_items else None,
+        weight_histogram=service.store.weight_histogram(since),
+        served_paths=dict(service.engine.load.served),
+        retrains=[RetrainRun(**row) for row in service.store.retrains(10)],
         model=ModelStatus(**service.status()),
     )

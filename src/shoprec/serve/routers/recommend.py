@@ -13,6 +13,7 @@ from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
 from shoprec.serve.schemas import (
     ExplanationOut,
     ExplorationOut,
+    RecentItem,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
@@ -103,4 +104,11 @@ def recommend(req: RecommendationRequest, service: ServiceDep,
                                    overridden=req.exploration is not None or settings.exploration is not None,
                                    signals={k: float(v) for k, v in served.signals.items()}),
         path=served.path, degraded=served.degraded,
+        recent=_recent(service, items, events) if kind == "shopper" else [],
     )
+
+
+def _recent(service: Service, items: list[str], events: list[str], n: int = 10) -> list[RecentItem]:
+    cat = service.engine.catalogue
+    return [RecentItem(item_id=i, title=str(cat.titles[cat.row[i]]) if i in cat.row else "", event=e)
+            for i, e in list(zip(items, events))[::-1][:n]]

@@ -73,6 +73,32 @@
     $(target).replaceChildren(box);
   }
 
+  function histogram(target, counts) {
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (!total) {
+      $(target).replaceChildren(el("p", { class: "meta" }, "No slates in this window yet."));
+      return;
+    }
+    const W = 360, H = 150, B = 22, L = 8, bw = (W - 2 * L) / counts.length;
+    const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img" });
+    const cmax = Math.max(...counts);
+    counts.forEach((c, i) => {
+      const h = (c / cmax) * (H - B - 12);
+      box.append(svg("rect", { x: L + i * bw + 1, y: H - B - h, width: bw - 2, height: h, fill: "#b54708", rx: 2 }));
+      const label = svg("text", { x: L + i * bw + bw / 2, y: H - 8, "text-anchor": "middle" });
+      label.textContent = (i / counts.length).toFixed(1);
+      box.append(label);
+    });
+    $(target).replaceChildren(box);
+  }
+
+  const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "–");
+
+  function privacyWords(p) {
+    if (!p || !p.dp) return "trained without differential privacy";
+    return `user-level differential privacy: ε = ${Number(p.epsilon).toFixed(2)}, δ = ${Number(p.delta).toExponential(1)}`;
+  }
+
   function tile(label, value, id) {
     return el("div", { class: "tile", id }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
   }
@@ -84,7 +110,9 @@
       const total = (k) => s.series.reduce((a, p) => a + p[k], 0);
       const m = s.model;
       const privacy = m.privacy || {};
-      const epsilon = typeof privacy.epsilon === "number" ? `ε = ${privacy.epsilon.toFixed(2)}` : "not DP-trained";
+      const epsilon = privacy.dp ? `ε = ${Number(privacy.epsilon).toFixed(2)}` : "not DP-trained";
+      const paths = s.served_paths || {};
+      const served = Object.values(paths).reduce((a, b) => a + b, 0);
       $("tiles").replaceChildren(
         tile("slates served", total("slates"), "tile-slates"),
         tile("impressions", total("impressions"), "tile-impressions"),
@@ -93,6 +121,7 @@
         tile("exploration share", pct(s.exploration_share), "tile-explore"),
         tile("catalogue coverage", pct(s.catalogue_coverage), "tile-coverage"),
         tile("privacy budget spent", epsilon, "tile-privacy"),
+        tile("quick path (busy)", served ? pct((paths.embedding || 0) / served) : "–", "tile-degraded"),
         tile("model", m.loaded ? `${m.name}` : "none", "tile-model"));
       const pts = (f) => s.series.map((p) => [p.t, f(p)]);
       lineChart("chart-traffic", [
@@ -102,11 +131,29 @@
         points: pts((p) => (p.impressions ? p.clicks / p.impressions : 0)) }], { percent: true });
       lineChart("chart-explore", [{ name: "explored", color: "#b54708",
         points: pts((p) => (p.impressions ? p.explored / p.impressions : 0)) }], { percent: true });
+      histogram("chart-weights", s.weight_histogram || []);
       barChart("chart-metrics", m.offline_metrics || {});
-      const rows = [["name", m.name], ["version", m.version], ["file", m.path], ["items", m.n_items],
-        ["shoppers in training", m.n_users], ["similar-item index", m.similar_index], ["slate policy", m.policy],
-        ["trained at", m.trained_at], ["privacy", JSON.stringify(privacy)]];
+      $("model-words").textContent = m.loaded ? m.summary : "No model is served yet.";
+      const choice = m.choice || {};
+      const win = m.data_window || {};
+      const x = m.exploration || {};
+      const rows = [["why this model", choice.reason], ["version", m.version], ["file", m.path], ["items", m.n_items],
+        ["shoppers in training", m.n_users], ["events in training", m.n_events],
+        ["trained on events", `${when(win.first_event)} to ${when(win.last_event)}`],
+        ["trained at", m.trained_at ? new Date(m.trained_at).toLocaleString() : "–"],
+        ["slate policy", `${m.policy} (weight rule ${x.weight_rule}, up to ${x.explore_budget} exploring slots)`],
+        ["similar-item index", m.similar_index], ["privacy", privacyWords(privacy)]];
       $("model-table").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, `${v ?? "–"}`))));
+      const learning = m.online_learning || {};
+      $("learning-words").textContent = learning.running ? `running now: ${learning.running}`
+        : learning.every_s ? `fine-tunes the model on new events every ${Math.round(learning.every_s / 60)} minutes`
+          : "runs on request (POST /v1/model/retrain or shoprec retrain)";
+      const head = el("tr", {}, ...["started", "status", "new events", "NDCG@10 before → after", "what happened"]
+        .map((h) => el("th", {}, h)));
+      const fmt = (v) => (v === null || v === undefined ? "–" : v.toFixed(4));
+      $("retrain-table").replaceChildren(head, ...(s.retrains || []).map((r) => el("tr", { class: `run-${r.status}` },
+        el("td", {}, when(r.started_at)), el("td", {}, r.status), el("td", {}, `${r.n_events}`),
+        el("td", {}, `${fmt(r.metric_before)} → ${fmt(r.metric_after)}`), el("td", {}, r.message))));
       status(`updated ${new Date().toLocaleTimeString()}`);
     } catch (err) {
       status(err.message, true);

@@ -33,11 +33,8 @@
   async function refresh() {
     if (!shopper) return;
     const maxPrice = parseFloat($("max-price").value);
-    const body = {
-      shopper_id: shopper, k: 12,
-      exploration: parseFloat($("exploration").value),
-      diversity: parseFloat($("diversity").value),
-    };
+    const body = { shopper_id: shopper, k: 12, diversity: parseFloat($("diversity").value) };
+    if (!$("exploration-auto").checked) body.exploration = parseFloat($("exploration").value);
     if (!Number.isNaN(maxPrice)) body.filters = { max_price: maxPrice };
     try {
       const res = await api("POST", "/v1/recommendations", body);
@@ -47,9 +44,38 @@
       lastIds = res.items.map((i) => i.item_id);
       grid.dataset.impression = impression;
       $("recs-heading").textContent = `Recommendations for ${shopper}`;
-      status(`${res.items.length} items from ${res.model} (${res.model_version}), policy ${res.policy}`);
+      const cited = new Set(res.items.map((i) => i.explanation.anchor_item_id).filter(Boolean));
+      $("recent").replaceChildren(...res.recent.map((r) => el("li", { class: cited.has(r.item_id) ? "cited" : "" },
+        el("span", { class: "event" }, r.event), r.title || r.item_id)));
+      if (!res.recent.length) $("recent").replaceChildren(el("li", {}, "nothing yet: a new shopper"));
+      const x = res.exploration;
+      const why = x.overridden ? "fixed for this request" : describeSignals(x.signals);
+      $("weight").textContent = `Exploring at weight ${x.weight.toFixed(2)} (${why}); ` +
+        `${res.items.filter((i) => i.explored).length} of ${res.items.length} slots explore.` +
+        (res.degraded ? " Served by the quicker path: the service is busy." : "");
+      status(`${res.items.length} items, policy ${res.policy}`);
     } catch (err) {
       status(err.message, true);
+    }
+  }
+
+  function describeSignals(s) {
+    if (!s || s.history === undefined) return "";
+    const said = [];
+    if (s.history > 0.5) said.push("we know little of this shopper yet");
+    else said.push("we know this shopper well");
+    if (s.drift > 0.25) said.push("their recent taste has moved");
+    if (s.payoff > 0.2) said.push("exploring has paid off for them");
+    else if (s.payoff < -0.2) said.push("exploring has not paid off for them");
+    return said.join(", ");
+  }
+
+  async function describeModel() {
+    try {
+      const m = await api("GET", "/v1/model");
+      $("model-words").textContent = m.loaded ? m.summary : "No model is served yet.";
+    } catch (err) {
+      $("model-words").textContent = "";
     }
   }
 
@@ -84,6 +110,8 @@
     $("shopper-go").onclick = () => choose($("shopper-input").value);
     $("shopper-input").onkeydown = (e) => { if (e.key === "Enter") choose($("shopper-input").value); };
     $("new-shopper").onclick = () => choose("guest-" + Math.random().toString(36).slice(2, 8));
+    $("exploration-auto").onchange = () => { $("exploration").disabled = $("exploration-auto").checked; refresh(); };
+    describeModel();
     for (const id of ["exploration", "diversity"]) {
       $(id).oninput = () => { $(`${id}-value`).textContent = parseFloat($(id).value).toFixed(2); };
       $(id).onchange = refresh;
