@@ -1,16 +1,20 @@
 """Load figures of the recommendation service: latency and throughput of POST /v1/recommendations.
 
-    python benchmarks/load.py [--json FILE] [--sizes demo,100000] [--clients 1,16] [--duration 10]
+    python benchmarks/load.py [--json FILE] [--sizes demo,100000] [--models item-knn,transformer]
+                              [--clients 1,16,64] [--duration 10]
     python benchmarks/load.py --ann-only            # only the exact-vs-HNSW switch point
 
 For each catalogue (the bundled demo shop, about 4,000 items, and a synthetic 100,000-item shop)
-it fills a fresh SQLite database through the library (pseudonymised shoppers), trains item-knn
-on the stored events, starts `shoprec serve` on loopback in a subprocess, and drives it with 1
-and 16 concurrent keep-alive clients (a small asyncio HTTP/1.1 client, so that the load
-generator costs little of the 2 cores) asking for k=20 for random known shoppers. Then it does
-the same against a minimal baseline in the same run: the same model file behind a bare ASGI
-app under the same uvicorn, with histories in memory, and no validation, auth, database,
-exploration, explanations or impression logging. The server is stopped at the end.
+it fills a fresh SQLite database through the library (pseudonymised shoppers), trains each model
+on the stored events (the Transformer with sampled softmax and a two-minute budget), starts
+`shoprec serve` on loopback in a subprocess, and drives it with 1, 16 and 64 concurrent
+keep-alive clients (a small asyncio HTTP/1.1 client, so that the load generator costs little of
+the 2 cores) asking for k=20 for random known shoppers: the full path, with per-shopper dynamic
+exploration, explanations and impression logging. For each level it also reports the share of
+slates the latency budget sent to the cheaper embedding path (from /v1/stats). Then the same
+against a minimal baseline in the same run: the same model file behind a bare ASGI app under the
+same uvicorn, with histories in memory, and no validation, auth, database, exploration,
+explanations or impression logging. The server is stopped at the end.
 
 It also measures where exact similar-item search becomes slower than FAISS HNSW (`--ann`).
 
@@ -78,8 +82,16 @@ def demo_shop():
     return catalogue, frame
 
 
-def prepare(name: str, workdir: Path, log) -> dict:
-    """Fill a database and train the model for one catalogue; returns paths and shoppers."""
+MODEL_SETTINGS = {
+    "item-knn": {},
+    # Sampled softmax: a full softmax over 100,000 items at every position is what a 2-core CPU
+    # cannot train in minutes; two minutes of training, 50 recent events read.
+    "transformer": {"loss": "sampled", "n_negatives": 512, "max_len": 50, "max_seconds": 120.0, "epochs": 50},
+}
+
+
+def prepare(name: str, workdir: Path, log, models: tuple[str, ...] = ("item-knn",)) -> dict:
+    """Fill a database and train the models for one catalogue; returns paths and shoppers."""
     from shoprec.privacy.pseudonym import Pseudonymizer
     from shoprec.serve.storage import Store
     from shoprec.serve.training import ModelChoice, train_from_store
@@ -103,16 +115,19 @@ def prepare(name: str, workdir: Path, log) -> dict:
                            "event": events[j], "ts": int(ts[j]), "value": None, "impression_id": None,
                            "received_at": int(ts[j])} for j in range(start, stop)], returning=False)
     log(f"  {name}: {len(catalogue):,} items, {len(frame):,} events stored in {time.perf_counter() - t0:.0f}s")
-    t1 = time.perf_counter()
-    model_path = train_from_store(store, folder / "item-knn.npz", ModelChoice("item-knn", {}, "benchmark"),
-                                  evaluate=False)
-    log(f"  {name}: item-knn trained in {time.perf_counter() - t1:.0f}s")
+    model_paths = {}
+    for model in models:
+        t1 = time.perf_counter()
+        model_paths[model] = str(train_from_store(store, folder / f"{model}.npz",
+                                                  ModelChoice(model, MODEL_SETTINGS.get(model, {}), "benchmark"),
+                                                  evaluate=False))
+        log(f"  {name}: {model} trained in {time.perf_counter() - t1:.0f}s")
     store.dispose()
     # Histories by raw id, for the baseline (which has no database) and to pick shoppers.
     grouped = frame.groupby("user", sort=False)
     histories = {u: (g["item"].astype(str).tolist()[-200:], g["event"].tolist()[-200:]) for u, g in grouped}
     (folder / "histories.json").write_text(json.dumps(histories))
-    return {"url": url, "model": str(model_path), "histories": str(folder / "histories.json"),
+    return {"url": url, "models": model_paths, "histories": str(folder / "histories.json"),
             "shoppers": list(histories), "n_items": len(catalogue), "n_events": len(frame)}
 
 
@@ -123,17 +138,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(setup: dict, port: int) -> subprocess.Popen:
+def start_service(setup: dict, model: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "SHOPREC_PSEUDONYM_KEY": SECRET, "SHOPREC_ADMIN_KEY": KEY,
-           "SHOPREC_RATE_LIMIT_PER_S": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "shoprec.cli", "serve", "--db", setup["url"], "--model", setup["model"],
+           "SHOPREC_RATE_LIMIT_PER_S": "0", "SHOPREC_RETRAIN_EVERY_S": "0", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "shoprec.cli", "serve", "--db", setup["url"], "--model", setup["models"][model],
            "--port", str(port), "--quiet"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def start_baseline(setup: dict, port: int) -> subprocess.Popen:
+def start_baseline(setup: dict, model: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--serve-baseline", setup["model"], "--histories", setup["histories"],
+    cmd = [sys.executable, __file__, "--serve-baseline", setup["models"][model], "--histories", setup["histories"],
            "--port", str(port)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -288,20 +304,33 @@ def ann_switch(sizes=(2_000, 10_000, 50_000, 100_000, 200_000), dim: int = 64, q
 
 # ---- main ---------------------------------------------------------------------------------------
 def table(results: dict) -> str:
-    lines = [f"{'catalogue':>10} {'server':>9} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"]
+    lines = [(f"{'catalogue':>10} {'model':>12} {'server':>9} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'req/s':>8} {'errors':>6} {'quick path':>10}")]
     for server in ("service", "baseline"):
-        for size, by_clients in results.get(server, {}).items():
-            for clients, r in by_clients.items():
-                lines.append(f"{size:>10} {server:>9} {clients:>7} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                             f"{r['rps']:>8.1f} {r['errors']:>6}")
+        for size, by_model in results.get(server, {}).items():
+            for model, by_clients in by_model.items():
+                for clients, r in by_clients.items():
+                    quick = f"{r['degraded_share']:.1%}" if "degraded_share" in r else "-"
+                    lines.append(f"{size:>10} {model:>12} {server:>9} {clients:>7} {r['p50_ms']:>8.2f} "
+                                 f"{r['p99_ms']:>8.2f} {r['rps']:>8.1f} {r['errors']:>6} {quick:>10}")
     return "\n".join(lines)
+
+
+def served_paths(port: int) -> dict[str, int]:
+    """Slates per scoring path so far (the dashboard's counters)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/stats?hours=1", headers={"X-API-Key": KEY})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["served_paths"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results as JSON")
     parser.add_argument("--sizes", default="demo,100000", help="'demo' and/or synthetic catalogue sizes")
-    parser.add_argument("--clients", default="1,16")
+    parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument("--models", default="item-knn,transformer", help="models to serve, one after the other")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--no-baseline", action="store_true")
@@ -319,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     results: dict = {"setup": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                               "k": args.k, "duration_s": args.duration, "model": "item-knn",
+                               "k": args.k, "duration_s": args.duration, "models": args.models,
                                "database": "sqlite (WAL)", "server": "uvicorn, 1 process"}}
     if not args.no_ann:
         log("exact vs HNSW similar-item search:")
@@ -332,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in args.sizes.split(","):
                 log(f"catalogue {name}:")
-                setup = prepare(name, workdir, log)
+                models = tuple(args.models.split(","))
+                setup = prepare(name, workdir, log, models)
                 size = str(setup["n_items"])
                 results["setup"][size] = {"events": setup["n_events"], "source": name}
                 rng = np.random.default_rng(1)
@@ -342,20 +372,29 @@ def main(argv: list[str] | None = None) -> int:
                             f"X-API-Key: {KEY}\r\n".encode())]
                 if not args.no_baseline:
                     servers.append(("baseline", start_baseline, "/health", "/recommend", b""))
-                for server, start, health, path, headers in servers:
-                    port = free_port()
-                    proc = start(setup, port)
-                    try:
-                        t0 = time.perf_counter()
-                        wait_ready(proc, port, health)
-                        log(f"  {server} ready in {time.perf_counter() - t0:.1f}s")
-                        for c in clients:
-                            r = run_load(port, path, headers, bodies, c, args.duration)
-                            results.setdefault(server, {}).setdefault(size, {})[str(c)] = r
-                            log(f"  {server:>8} {c:>2} clients: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                                f"{r['rps']:.0f} req/s  errors {r['errors']}")
-                    finally:
-                        stop(proc)
+                for model in models:
+                    for server, start, health, path, headers in servers:
+                        port = free_port()
+                        proc = start(setup, model, port)
+                        try:
+                            t0 = time.perf_counter()
+                            wait_ready(proc, port, health)
+                            log(f"  {server} ({model}) ready in {time.perf_counter() - t0:.1f}s")
+                            for c in clients:
+                                before = served_paths(port) if server == "service" else None
+                                r = run_load(port, path, headers, bodies, c, args.duration)
+                                if before is not None:
+                                    after = served_paths(port)
+                                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                                    total = sum(delta.values())
+                                    r["paths"] = delta
+                                    r["degraded_share"] = delta.get("embedding", 0) / total if total else 0.0
+                                results.setdefault(server, {}).setdefault(size, {}).setdefault(model, {})[str(c)] = r
+                                log(f"  {server:>8} {model:>11} {c:>2} clients: p50 {r['p50_ms']:.2f} ms  "
+                                    f"p99 {r['p99_ms']:.2f} ms  {r['rps']:.0f} req/s  errors {r['errors']}"
+                                    + (f"  quick path {r['degraded_share']:.1%}" if "degraded_share" in r else ""))
+                        finally:
+                            stop(proc)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(table(results))

@@ -210,3 +210,13 @@ def test_retrain_refuses_a_model_whose_sidecar_has_no_data_window(tmp_path, tiny
     path = capsys.readouterr().out.strip()
     assert main(["retrain", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--model", path]) == 2
     assert "data window" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "2", "--demo"], "--demo runs one worker"),
+])
+def test_serve_refuses_worker_counts_it_cannot_run(argv, message, capsys):
+    pytest.importorskip("uvicorn")
+    assert main(["serve", *argv]) == 2
+    assert message in capsys.readouterr().err

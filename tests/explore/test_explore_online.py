@@ -132,6 +132,6 @@ def test_mismatched_inputs_are_refused(catalogue):
     with pytest.raises(DataError, match="one entry per item"):
         ex.choose(ex.prior_state(np.array([1])), np.array([1]), np.ones(3), np.ones(3, bool), 5,
                   np.random.default_rng(0))
-    with pytest.raises(DataError, match="outside"):
+    with pytest.raises(DataError, match="inside the explorer"):
         ex.learn(ex.prior_state(np.array([1])), N_ITEMS + 3, 0, 1.0, False, 0.0)
     assert isinstance(ex.prior_state(np.array([], int)), ShopperState)

@@ -140,3 +140,21 @@ def test_weight_config_is_validated():
     w, _ = exploration_weight(np.array([0.0]), np.array([1.0]), np.ones((1, 2)), -np.ones((1, 2)),
                               np.zeros((1, 4)), WeightConfig(max_weight=0.3))
     assert w[0] == 0.3
+
+
+def test_a_joint_update_of_several_events_agrees_with_updating_one_event_after_another():
+    from shoprec.explore.state import BanditConfig, ShopperStates, observe_jointly
+
+    rng = np.random.default_rng(0)
+    config = BanditConfig()
+    x = rng.standard_normal((6, 4)) * 0.3
+    offset, exam = np.full(6, -3.0), np.full(6, 0.8)
+    reward = np.array([0, 1, 0, 0, 1, 0], float)
+    explored = np.array([0, 1, 0, 1, 0, 0], bool)
+    one_by_one, joint = ShopperStates.new(1, 4, config), ShopperStates.new(1, 4, config)
+    one_by_one.observe(np.zeros(6, np.int64), x, offset, exam, reward, explored, config)
+    observe_jointly(joint, 0, x, offset, exam, reward, explored, config)
+    np.testing.assert_allclose(joint.theta, one_by_one.theta, atol=0.02)
+    np.testing.assert_allclose(joint.cov, one_by_one.cov, atol=0.01)
+    for name in ("n_feedback", "n_positive", "recent", "longterm", "payoff"):
+        np.testing.assert_allclose(getattr(joint, name), getattr(one_by_one, name), err_msg=name)

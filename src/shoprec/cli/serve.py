@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
                         "the Transformer when the shop has enough sequences, else item-knn)")
     p.add_argument("--budget", type=float, default=90.0,
                    help="seconds of training for a model trained at start (default 90)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (each loads the model; use PostgreSQL for more than one, and run "
+                        "`shoprec retrain` from cron: the workers' own schedules are turned off)")
     p.add_argument("--access-log", action="store_true", help="log every request (paths only)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -58,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     from shoprec.serve.app import create_app
     from shoprec.serve.settings import ServeSettings, default_data_dir, default_key_file
 
+    if args.workers < 1:
+        from shoprec.errors import ConfigError
+
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
+    if args.workers > 1 and args.demo:
+        from shoprec.errors import ConfigError
+
+        raise ConfigError("--demo runs one worker (its keys live in memory); drop --workers or --demo.")
     overrides = {k: getattr(args, k) for k in ("database_url", "host", "port", "model_path", "model_dir")}
     settings = ServeSettings.from_env(**overrides)
     pseudonymizer = None
@@ -88,11 +99,13 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.with_(**changes)
     elif not settings.model_path:
         settings = _train_if_needed(args, settings)
+    url = f"http://{settings.host}:{settings.port}/"
+    if args.workers > 1:
+        return _run_workers(args, settings, url)
     app = create_app(settings, pseudonymizer=pseudonymizer)
+    print(f"shoprec service on {url}  (dashboard {url}dashboard, API docs {url}docs)", flush=True)
     if args.demo:
         app.state.service.sample_shoppers = state.sample_shoppers
-    url = f"http://{settings.host}:{settings.port}/"
-    print(f"shoprec service on {url}  (dashboard {url}dashboard, API docs {url}docs)", flush=True)
     # ws="none": the service has no websockets, and uvicorn's legacy websockets module warns.
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=args.access_log, ws="none",
                 log_level="warning" if args.quiet else "info")
@@ -121,3 +134,27 @@ def _train_if_needed(args: argparse.Namespace, settings):
         return settings.with_(model_path=str(path), model_dir=str(model_dir))
     finally:
         store.dispose()
+
+
+def _run_workers(args: argparse.Namespace, settings, url: str) -> int:
+    """Several uvicorn worker processes, each building the app from the environment."""
+    import uvicorn
+
+    from shoprec.errors import ConfigError
+
+    if settings.is_sqlite:
+        _log(args, "several workers over SQLite serialise their writes on the database lock; "
+                   "PostgreSQL is the backend for this")
+    if not settings.model_path:
+        raise ConfigError("--workers needs --model (or a model trained at start) so every worker serves the same file.")
+    env = {"database_url": settings.database_url, "model_path": settings.model_path, "host": settings.host,
+           "port": str(settings.port), "retrain_every_s": "0"}
+    if settings.model_dir:
+        env["model_dir"] = settings.model_dir
+    for key, value in env.items():
+        os.environ[f"SHOPREC_{key.upper()}"] = str(value)
+    print(f"shoprec service on {url} with {args.workers} workers", flush=True)
+    uvicorn.run("shoprec.serve.app:app_from_env", factory=True, workers=args.workers, host=settings.host,
+                port=settings.port, access_log=args.access_log, ws="none",
+                log_level="warning" if args.quiet else "info")
+    return 0

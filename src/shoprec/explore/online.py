@@ -34,10 +34,8 @@ from shoprec.explore.pools import (
     Candidates,
     PoolConfig,
     history_interests,
-    interest_pool,
     long_tail,
     merge_pools,
-    new_item_pool,
     top_n,
     trending_pool,
 )
@@ -142,10 +140,14 @@ class OnlineExplorer:
         self.popularity = popularity
         self.tail = long_tail(popularity, config.pools.tail_quantile, known)
         self.new_items = np.flatnonzero((popularity <= 0) & (np.abs(self.features).sum(axis=1) > 0))
+        # The pools search these rows on every request: keep them contiguous, in float32.
+        self._tail_features = np.ascontiguousarray(self.features[self.tail], np.float32)
+        self._new_features = np.ascontiguousarray(self.features[self.new_items], np.float32)
         self.trending = np.zeros(len(vectors))
         self._policies: dict[int, Policy] = {}
         self._base = Policy(config.policy_config(_MAX_SLOTS), self.features, 0)
         self._lock = threading.Lock()
+        self._pending = 0  # events the calibrator has buffered since its last refit
 
     # ---- state -----------------------------------------------------------------------------
     @property
@@ -180,13 +182,20 @@ class OnlineExplorer:
         interests, valid = history_interests(self.features, [history], max_interests=3)
         if not len(history):
             valid[:] = False
-        tail = self.tail[allowed[self.tail]]
-        new = self.new_items[allowed[self.new_items]]
-        long_items, long_idx = interest_pool(interests, valid, self.features, tail, pools.n_per_interest)
+        centres = interests[0][valid[0]].astype(np.float32)
+        # Long-tail items nearest each interest, and new items nearest any: the pools of
+        # `shoprec.explore.pools`, over the precomputed rows, disallowed items masked.
+        tail_sims = np.where(allowed[self.tail][None, :], centres @ self._tail_features.T, -np.inf)
+        best_tail = top_n(tail_sims, pools.n_per_interest) if len(centres) else np.zeros((0, 0), np.int64)
+        long_items = np.where(best_tail >= 0, self.tail[np.maximum(best_tail, 0)], -1).reshape(1, -1)
+        long_idx = np.where(best_tail >= 0, np.arange(len(centres), dtype=np.int16)[:, None], -1).reshape(1, -1)
+        new_sims = centres @ self._new_features.T if len(centres) else np.zeros((0, len(self.new_items)))
+        new_best = np.where(allowed[self.new_items], new_sims.max(axis=0), -np.inf) if len(centres) else None
+        new = (top_n(new_best[None], pools.n_new)[0] if new_best is not None and len(self.new_items)
+               else np.zeros(0, np.int64))
+        new = np.where(new >= 0, self.new_items[np.maximum(new, 0)], -1)[None]
         return merge_pools(
-            top_n(scores[None], pools.n_exploit, allowed),
-            long_items, long_idx,
-            new_item_pool(interests, valid, self.features, new, pools.n_new),
+            top_n(scores[None], pools.n_exploit, allowed), long_items, long_idx.astype(np.int16), new,
             trending_pool(self.trending, pools.n_trending, allowed, 1),
         )
 
@@ -217,13 +226,28 @@ class OnlineExplorer:
               z: float) -> ShopperState:
         """The shopper's state after feedback on one shown item (reward 1: a click, cart or
         purchase on it; 0: shown and skipped); the shared statistics learn from it too."""
-        if not 0 <= item < len(self.features):
-            raise DataError(f"Item index {item} is outside the explorer's {len(self.features)} items.")
+        return self.learn_many(state, [item], [slot], [reward], [explored], [z])
+
+    def learn_many(self, state: ShopperState, items, slots, rewards, explored, z) -> ShopperState:
+        """`learn` for several shown items of one shopper at once: one joint Laplace step for the
+        shopper (`observe_jointly`), the shared calibrator refitting once every
+        `CALIBRATOR_REFIT_EVERY` events."""
+        items = np.asarray(items, np.int64)
+        if len(items) and (items.min() < 0 or items.max() >= len(self.features)):
+            raise DataError(f"Item indices must be inside the explorer's {len(self.features)} items.")
+        if not len(items):
+            return state
+        rewards = np.asarray(rewards, np.float64)
         batch = state.as_batch()
         with self._lock:
-            self._base.observe(np.zeros(1, np.int64), np.array([item]), np.array([slot]), np.array([float(reward)]),
-                               np.array([bool(explored)]), np.array([float(z)]), states=batch)
-            if reward > 0:
+            self._pending += len(items)
+            refit = self._pending >= CALIBRATOR_REFIT_EVERY
+            if refit:
+                self._pending = 0
+            self._base.observe(np.zeros(len(items), np.int64), items, np.asarray(slots, np.int64), rewards,
+                               np.asarray(explored, bool), np.asarray(z, np.float64), states=batch,
+                               refit_calibrator=refit, jointly=len(items) > 1)
+            for item in items[rewards > 0]:
                 self.trending *= self.config.trending_decay
                 self.trending[item] += 1.0
         return ShopperState.from_batch(batch)
@@ -286,6 +310,7 @@ def unpack_state(blob: bytes, dim: int) -> ShopperState:
     return ShopperState(**{n: p.reshape(shapes.get(n, ())) for n, p in zip(_FIELDS, parts)})
 
 
+CALIBRATOR_REFIT_EVERY = 500  # events between refits of the shared calibrator (3 numbers, slow to move)
 _MAX_SLOTS = 100  # the shared policy's slate size: its examination curve covers any served slot
 
 _FIELDS = ("cov", "theta", "n_history", "n_feedback", "n_positive", "recent", "longterm", "payoff")

@@ -49,6 +49,7 @@ from shoprec.explore.state import (
     check_features,
     log_rank,
     normalise_rows,
+    observe_jointly,
     sigmoid,
 )
 from shoprec.explore.weighting import check_override, exploration_weight
@@ -402,13 +403,16 @@ class Policy:
 
     def observe(self, shoppers: np.ndarray, items: np.ndarray, slots: np.ndarray, rewards: np.ndarray,
                 explored: np.ndarray, model_z: np.ndarray, repeat: np.ndarray | None = None,
-                states: ShopperStates | None = None) -> None:
+                states: ShopperStates | None = None, refit_calibrator: bool = True, jointly: bool = False) -> None:
         """Learn from single feedback events (the service's path): shopper rows, item indices, the
         0-based slots they were shown in, rewards in [0, 1], exploratory flags, and the score
         feature and repeat exposure the slate carried (`model_z`, `repeat`).
 
         states: shopper states kept outside the policy (updated in place; the population payoff
-        total follows them); default `self.shoppers`."""
+        total follows them); default `self.shoppers`. refit_calibrator=False only buffers the
+        events for the calibrator's next refit (a service observing a few events at a time).
+        jointly: the events all belong to one shopper and update them in one Laplace step
+        (`shoprec.explore.state.observe_jointly`) rather than one after another."""
         external = states is not None and states is not self.shoppers
         states = self.shoppers if states is None else states
         r = np.asarray(rewards, np.float64)
@@ -424,11 +428,14 @@ class Policy:
         g = self.calibrator.predict(z, rep)
         beta = self.items.mean[items]
         xt = np.einsum("nd,nd->n", x, states.theta[rows])
-        self.calibrator.observe(z, rep, beta + xt, exam, r)
+        self.calibrator.observe(z, rep, beta + xt, exam, r, refit=refit_calibrator)
         self.items.observe(items, g + xt, exam, r)
         touched = np.unique(rows)
         before = states.payoff[touched].sum(axis=0) if external else None
-        states.observe(rows, x, g + beta, exam, r, np.asarray(explored, bool), self.config.bandit)
+        if jointly and len(np.unique(rows)) == 1:
+            observe_jointly(states, int(rows[0]), x, g + beta, exam, r, np.asarray(explored, bool), self.config.bandit)
+        else:
+            states.observe(rows, x, g + beta, exam, r, np.asarray(explored, bool), self.config.bandit)
         if external:
             self.payoff_total += states.payoff[touched].sum(axis=0) - before  # in place: policies may share it
 

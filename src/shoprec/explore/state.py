@@ -37,6 +37,7 @@ __all__ = [
     "ShopperState",
     "ShopperStates",
     "logistic_step",
+    "observe_jointly",
     "update_shopper",
 ]
 
@@ -223,6 +224,30 @@ class ShopperStates(_Arrays):
             self.payoff[r[~e], 3] += reward[sel][~e]
 
 
+def observe_jointly(states: ShopperStates, row: int, x: np.ndarray, offset: np.ndarray, exam: np.ndarray,
+                    reward: np.ndarray, explored: np.ndarray, config: BanditConfig) -> None:
+    """Update one shopper with several events at once: one Laplace step from the current mean
+    (precision += sum of the events' Fisher information x x^T, mean += cov * sum of gradient x),
+    the batch form of `ShopperStates.observe`'s event-by-event updates, at the cost of one d x d
+    solve; the counters and interest averages advance as they would one event at a time."""
+    theta, cov = states.theta[row], states.cov[row]
+    eta = offset + x @ theta
+    grad, info = logistic_step(eta, exam, reward)
+    precision = np.linalg.inv(cov) + (x * info[:, None]).T @ x
+    new_cov = np.linalg.inv(precision)
+    states.cov[row] = (new_cov + new_cov.T) / 2
+    states.theta[row] = theta + new_cov @ (x.T @ grad)
+    states.n_feedback[row] += len(x)
+    for xp in x[reward > 0]:
+        states.n_positive[row] += 1
+        states.recent[row] += config.recent_rate * (xp - states.recent[row])
+        states.longterm[row] += config.longterm_rate * (xp - states.longterm[row])
+    for e, ex, r in zip(explored.astype(bool), exam, reward):
+        states.payoff[row] *= config.payoff_decay
+        states.payoff[row, 0 if e else 2] += ex
+        states.payoff[row, 1 if e else 3] += r
+
+
 @dataclass
 class ShopperState(_Arrays):
     """One shopper's state (the service keeps one per shopper): the fields of ShopperStates, unbatched."""
@@ -351,15 +376,17 @@ class Calibrator(_Arrays):
         return slope * z + intercept + rep * repeat
 
     def observe(self, z: np.ndarray, repeat: np.ndarray, offset: np.ndarray, exam: np.ndarray,
-                reward: np.ndarray) -> None:
-        """Add events and refit. offset: the rest of each event's logit (beta + x . theta)."""
+                reward: np.ndarray, refit: bool = True) -> None:
+        """Add events and (unless refit=False: callers that add events one by one refit every
+        so often) refit. offset: the rest of each event's logit (beta + x . theta)."""
         rows = np.stack([z, np.broadcast_to(repeat, np.shape(z)), offset, exam, reward], axis=1)[-len(self.events):]
         cap = len(self.events)
         at = int(self.cursor[0])
         idx = (at + np.arange(len(rows))) % cap
         self.events[idx] = rows
         self.cursor[:] = [(at + len(rows)) % cap, min(cap, self.cursor[1] + len(rows))]
-        self._refit()
+        if refit:
+            self._refit()
 
     def _refit(self, iterations: int = 10) -> None:
         data = self.events[: int(self.cursor[1])]

@@ -25,7 +25,7 @@ from shoprec.serve.service import Metrics, Service, reject_unknown_query
 from shoprec.serve.settings import ServeSettings
 from shoprec.serve.storage import Store
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 DESCRIPTION = """\
 Real-time recommendations for a shop: ingest behaviour events and catalogue updates, ask for
@@ -109,6 +109,12 @@ def create_app(
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_Instrument, metrics=service.metrics)  # outermost: it sees the 413s too
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app from SHOPREC_* environment variables: what each worker process of
+    `shoprec serve --workers N` builds (uvicorn imports it by name)."""
+    return create_app(ServeSettings.from_env())
 
 
 class _BodyLimit:

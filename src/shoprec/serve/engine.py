@@ -285,7 +285,7 @@ class ServingEngine:
             slate, z = explorer.choose(state, hist_idx[known], scores, allowed, k, rng, override=exploration)
 
             chosen = slate.items
-            by_model = path == "model" and getattr(view.model, "sequential", False) and self.explain_by_model
+            by_model = path == "model" and view.model.sequential and self.explain_by_model
             if by_model:
                 anchors, strength = anchor_by_removal(view, hist_idx, self._event_codes(events, len(hist_idx)),
                                                       chosen)
@@ -321,11 +321,12 @@ class ServingEngine:
         explorer = view.explorer
         hist = np.fromiter((view.position.get(i, -1) for i in history), dtype=np.int64, count=len(history))
         state = explorer.state_in_space(state, space, hist[hist >= 0])
-        for row in shown:
-            m = view.position.get(row["item_id"], -1)
-            if m < 0 or row.get("z") is None:
-                continue
-            state = explorer.learn(state, m, int(row["position"]), reward, bool(row["explored"]), float(row["z"]))
+        known = [(view.position.get(r["item_id"], -1), r) for r in shown if r.get("z") is not None]
+        known = [(m, r) for m, r in known if m >= 0]
+        if known:
+            state = explorer.learn_many(state, [m for m, _ in known], [int(r["position"]) for _, r in known],
+                                        [reward] * len(known), [bool(r["explored"]) for _, r in known],
+                                        [float(r["z"]) for _, r in known])
         return state, explorer.space.id
 
     def replay_feedback(self, log: list[tuple[str, int, float, bool]]) -> int:

@@ -48,11 +48,15 @@ def anchor_by_removal(view: ModelView, hist_idx: np.ndarray, codes: np.ndarray |
     window = known[-LOO_WINDOW:]
     if len(window) < 2 or not len(chosen):
         return np.full(len(chosen), -1, np.int64), np.zeros(len(chosen))
-    histories = [hist_idx[np.setdiff1d(known, [p])] for p in window]
-    events = None if codes is None else [codes[np.setdiff1d(known, [p])] for p in window]
-    full = view.model.score_histories([hist_idx[known]], None if codes is None else [codes[known]])[0][chosen]
-    without = view.model.score_histories(histories, events)[:, chosen]
-    drop = full[None, :] - without  # (window, chosen)
+    keep = [known[known != p] for p in window]
+    histories = [hist_idx[known]] + [hist_idx[k] for k in keep]
+    events = None if codes is None else [codes[known]] + [codes[k] for k in keep]
+    model = view.model
+    if hasattr(model, "score_histories_on"):  # rescore only the chosen items
+        scores = model.score_histories_on(histories, events, np.asarray(chosen, np.int64))
+    else:
+        scores = model.score_histories(histories, events)[:, chosen]
+    drop = scores[0][None, :] - scores[1:]  # (window, chosen)
     best = np.argmax(drop, axis=0)
     return window[best], drop[best, np.arange(len(chosen))]
 

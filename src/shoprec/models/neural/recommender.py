@@ -130,10 +130,12 @@ class NeuralSequenceRecommender(Recommender):
         histories: list[np.ndarray],
         events: list[np.ndarray] | None = None,
         timestamps: list[np.ndarray] | None = None,
+        items: np.ndarray | None = None,
     ) -> np.ndarray:
         net = self.net_
         net.eval()
-        out = np.empty((len(histories), net_items(net)), dtype=np.float32)
+        candidates = None if items is None else torch.as_tensor(np.asarray(items, np.int64), device=self.device_)
+        out = np.empty((len(histories), net_items(net) if items is None else len(items)), dtype=np.float32)
         width = self.config_.max_len
         for start in range(0, len(histories), _SCORE_BLOCK):
             hs = histories[start : start + _SCORE_BLOCK]
@@ -149,8 +151,15 @@ class NeuralSequenceRecommender(Recommender):
                 gaps = gap_matrix(items, times, self._n_time_buckets())
             with torch.no_grad():
                 hidden = net(self._long(items), self._long(evs), self._long(gaps))[:, -1]
-                out[start : start + len(hs)] = net.score(hidden, None).float().cpu().numpy()
+                out[start : start + len(hs)] = net.score(hidden, candidates).float().cpu().numpy()
         return out
+
+    def score_histories_on(self, histories: list[np.ndarray], events: list[np.ndarray] | None,
+                           items: np.ndarray) -> np.ndarray:
+        """Scores (len(histories), len(items)) of the given items only: what rescoring a few
+        candidates needs, without the product with the whole catalogue."""
+        self._check_fitted()
+        return self._score_histories(histories, events, None, items=items)
 
     def item_embeddings(self) -> np.ndarray:
         """The network's item vectors (its output embeddings), one row per item."""
