@@ -1,7 +1,7 @@
 """Load figures of the recommendation service: latency and throughput of POST /v1/recommendations.
 
     python benchmarks/load.py [--json FILE] [--sizes demo,100000] [--models item-knn,transformer]
-                              [--clients 1,16,64] [--duration 10]
+                              [--clients 1,16,64] [--duration 10] [--workers 1,2] [--postgres URL]
     python benchmarks/load.py --ann-only            # only the exact-vs-HNSW switch point
 
 For each catalogue (the bundled demo shop, about 4,000 items, and a synthetic 100,000-item shop)
@@ -11,7 +11,9 @@ on the stored events (the Transformer with sampled softmax and a two-minute budg
 keep-alive clients (a small asyncio HTTP/1.1 client, so that the load generator costs little of
 the 2 cores) asking for k=20 for random known shoppers: the full path, with per-shopper dynamic
 exploration, explanations and impression logging. For each level it also reports the share of
-slates the latency budget sent to the cheaper embedding path (from /v1/stats). Then the same
+responses the latency budget sent to the cheaper embedding path (read from each response's
+`degraded` flag). `--workers 1,2` repeats the service runs with `shoprec serve --workers N`;
+`--postgres URL` fills a fresh database on that PostgreSQL server instead of SQLite. Then the same
 against a minimal baseline in the same run: the same model file behind a bare ASGI app under the
 same uvicorn, with histories in memory, and no validation, auth, database, exploration,
 explanations or impression logging. The server is stopped at the end.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -90,8 +93,24 @@ MODEL_SETTINGS = {
 }
 
 
-def prepare(name: str, workdir: Path, log, models: tuple[str, ...] = ("item-knn",)) -> dict:
-    """Fill a database and train the models for one catalogue; returns paths and shoppers."""
+def fresh_postgres_database(server_url: str, name: str) -> str:
+    """A new, empty database named `name` on the PostgreSQL server of `server_url` (any database
+    URL on it); an existing one of that name is dropped first. Returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def prepare(name: str, workdir: Path, log, models: tuple[str, ...] = ("item-knn",),
+            postgres: str | None = None) -> dict:
+    """Fill a database (SQLite in `workdir`, or a fresh database on the `postgres` server) and
+    train the models for one catalogue; returns paths and shoppers."""
     from shoprec.privacy.pseudonym import Pseudonymizer
     from shoprec.serve.storage import Store
     from shoprec.serve.training import ModelChoice, train_from_store
@@ -100,7 +119,7 @@ def prepare(name: str, workdir: Path, log, models: tuple[str, ...] = ("item-knn"
     catalogue, frame = demo_shop() if name == "demo" else synthetic_shop(int(name))
     folder = workdir / name
     folder.mkdir(parents=True)
-    url = f"sqlite:///{folder / 'shop.db'}"
+    url = fresh_postgres_database(postgres, f"shoprec_load_{name}") if postgres else f"sqlite:///{folder / 'shop.db'}"
     store = Store(url)
     store.migrate()
     for start in range(0, len(catalogue), 10_000):
@@ -138,12 +157,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(setup: dict, model: str, port: int) -> subprocess.Popen:
+def start_service(setup: dict, model: str, port: int, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "SHOPREC_PSEUDONYM_KEY": SECRET, "SHOPREC_ADMIN_KEY": KEY,
            "SHOPREC_RATE_LIMIT_PER_S": "0", "SHOPREC_RETRAIN_EVERY_S": "0", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "shoprec.cli", "serve", "--db", setup["url"], "--model", setup["models"][model],
-           "--port", str(port), "--quiet"]
+           "--port", str(port), "--workers", str(workers), "--quiet"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -216,7 +235,7 @@ def serve_baseline(model_path: str, histories_path: str, port: int) -> None:
 
 # ---- load generator -----------------------------------------------------------------------------
 async def _client(port: int, path: str, headers: bytes, bodies: list[bytes], deadline: float,
-                  latencies: list[float], errors: list[int], seed: int) -> None:
+                  latencies: list[float], errors: list[int], degraded: list[int], seed: int) -> None:
     rng = np.random.default_rng(seed)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -231,8 +250,11 @@ async def _client(port: int, path: str, headers: bytes, bodies: list[bytes], dea
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            await reader.readexactly(length)
+            payload = await reader.readexactly(length)
             latencies.append(time.perf_counter() - t0)
+            # Read from each response, so that the share is right with several worker processes.
+            if b'"degraded":true' in payload:
+                degraded.append(1)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors.append(int(head[9:12]))
     finally:
@@ -244,17 +266,19 @@ def run_load(port: int, path: str, headers: bytes, bodies: list[bytes], clients:
     async def go(seconds: float, record: bool):
         latencies: list[float] = []
         errors: list[int] = []
+        degraded: list[int] = []
         deadline = time.perf_counter() + seconds
         t0 = time.perf_counter()
-        await asyncio.gather(*(_client(port, path, headers, bodies, deadline, latencies, errors, seed)
+        await asyncio.gather(*(_client(port, path, headers, bodies, deadline, latencies, errors, degraded, seed)
                                for seed in range(clients)))
-        return latencies, errors, time.perf_counter() - t0
+        return latencies, errors, len(degraded), time.perf_counter() - t0
 
     asyncio.run(go(warmup, False))
-    latencies, errors, elapsed = asyncio.run(go(duration, True))
+    latencies, errors, n_degraded, elapsed = asyncio.run(go(duration, True))
     ms = np.asarray(latencies) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "rps": round(len(ms) / elapsed, 1), "errors": len(errors), "requests": len(ms)}
+            "rps": round(len(ms) / elapsed, 1), "errors": len(errors), "requests": len(ms),
+            "degraded_share": round(n_degraded / max(len(ms), 1), 4)}
 
 
 # ---- ANN switch point ---------------------------------------------------------------------------
@@ -306,7 +330,7 @@ def ann_switch(sizes=(2_000, 10_000, 50_000, 100_000, 200_000), dim: int = 64, q
 def table(results: dict) -> str:
     lines = [(f"{'catalogue':>10} {'model':>12} {'server':>9} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'req/s':>8} {'errors':>6} {'quick path':>10}")]
-    for server in ("service", "baseline"):
+    for server in [s for s in results if s.startswith("service")] + ["baseline"]:
         for size, by_model in results.get(server, {}).items():
             for model, by_clients in by_model.items():
                 for clients, r in by_clients.items():
@@ -314,15 +338,6 @@ def table(results: dict) -> str:
                     lines.append(f"{size:>10} {model:>12} {server:>9} {clients:>7} {r['p50_ms']:>8.2f} "
                                  f"{r['p99_ms']:>8.2f} {r['rps']:>8.1f} {r['errors']:>6} {quick:>10}")
     return "\n".join(lines)
-
-
-def served_paths(port: int) -> dict[str, int]:
-    """Slates per scoring path so far (the dashboard's counters)."""
-    import urllib.request
-
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/stats?hours=1", headers={"X-API-Key": KEY})
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.loads(r.read())["served_paths"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="item-knn,transformer", help="models to serve, one after the other")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--workers", default="1",
+                        help="service worker processes, one run per count (e.g. 1,2; use --postgres above 1)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="fill a fresh database on this PostgreSQL server instead of SQLite, "
+                             "e.g. postgresql+psycopg://user@127.0.0.1:5432/postgres")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--ann-only", action="store_true", help="only measure the exact/HNSW switch point")
     parser.add_argument("--no-ann", action="store_true")
@@ -349,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {"setup": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                                "k": args.k, "duration_s": args.duration, "models": args.models,
-                               "database": "sqlite (WAL)", "server": "uvicorn, 1 process"}}
+                               "database": "postgresql" if args.postgres else "sqlite (WAL)",
+                               "server": f"uvicorn, {args.workers} worker process(es)"}}
     if not args.no_ann:
         log("exact vs HNSW similar-item search:")
         results["ann_switch"] = ann_switch(log=log)
@@ -362,14 +383,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.sizes.split(","):
                 log(f"catalogue {name}:")
                 models = tuple(args.models.split(","))
-                setup = prepare(name, workdir, log, models)
+                setup = prepare(name, workdir, log, models, postgres=args.postgres)
                 size = str(setup["n_items"])
                 results["setup"][size] = {"events": setup["n_events"], "source": name}
                 rng = np.random.default_rng(1)
                 shoppers = rng.choice(setup["shoppers"], size=min(2000, len(setup["shoppers"])), replace=False)
                 bodies = [json.dumps({"shopper_id": str(s), "k": args.k}).encode() for s in shoppers]
-                servers = [("service", start_service, "/v1/health", "/v1/recommendations",
-                            f"X-API-Key: {KEY}\r\n".encode())]
+                servers = [("service" if w == 1 else f"service-{w}w", functools.partial(start_service, workers=w),
+                            "/v1/health", "/v1/recommendations", f"X-API-Key: {KEY}\r\n".encode())
+                           for w in (int(w) for w in args.workers.split(","))]
                 if not args.no_baseline:
                     servers.append(("baseline", start_baseline, "/health", "/recommend", b""))
                 for model in models:
@@ -381,16 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                             wait_ready(proc, port, health)
                             log(f"  {server} ({model}) ready in {time.perf_counter() - t0:.1f}s")
                             for c in clients:
-                                before = served_paths(port) if server == "service" else None
                                 r = run_load(port, path, headers, bodies, c, args.duration)
-                                if before is not None:
-                                    after = served_paths(port)
-                                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-                                    total = sum(delta.values())
-                                    r["paths"] = delta
-                                    r["degraded_share"] = delta.get("embedding", 0) / total if total else 0.0
+                                if server == "baseline":
+                                    r.pop("degraded_share")
                                 results.setdefault(server, {}).setdefault(size, {}).setdefault(model, {})[str(c)] = r
-                                log(f"  {server:>8} {model:>11} {c:>2} clients: p50 {r['p50_ms']:.2f} ms  "
+                                log(f"  {server:>10} {model:>11} {c:>2} clients: p50 {r['p50_ms']:.2f} ms  "
                                     f"p99 {r['p99_ms']:.2f} ms  {r['rps']:.0f} req/s  errors {r['errors']}"
                                     + (f"  quick path {r['degraded_share']:.1%}" if "degraded_share" in r else ""))
                         finally:

@@ -4,7 +4,8 @@ predicts each next purchase, with and without online learning.
     python benchmarks/replay.py [--train-share 0.8] [--eval-events 4000] [--updates 8] [--json FILE]
 
 The bundled Online Retail shop is cut in time: models are trained on the events before the cut
-(the Transformer with its serving settings, text-initialised, 90 seconds of training; item-kNN),
+as the service trains them (leave-one-out split, the Transformer text-initialised and stopped
+early on each shopper's newest event; item-kNN),
 then every later event is replayed in time order through `ServingEngine`, exactly as the service
 would see it: before a sampled event, the shopper's history so far is scored and the true next
 item is ranked against every item outside that history (full ranking, NDCG@10 and HR@10); after
@@ -31,7 +32,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json
 
-TRANSFORMER = {"max_seconds": 90.0, "epochs": 200, "eval_every": 2, "patience": 3, "text_init": True}
+from shoprec.serve.settings import ServeSettings
+
+# The service's Transformer settings (serve/training.py choose_model), with a time cap generous
+# enough that early stopping, not the clock, ends training: the replay is then repeatable on a
+# busy machine, where a 90-second budget would buy a varying number of epochs.
+TRANSFORMER = {"max_seconds": 900.0, "epochs": 200, "eval_every": 2, "patience": 3, "text_init": True}
+
+
+HISTORY_LIMIT = ServeSettings.history_limit
 
 
 def _ndcg(rank: int, k: int = 10) -> float:
@@ -40,13 +49,17 @@ def _ndcg(rank: int, k: int = 10) -> float:
 
 def replay(model_name: str, online: bool, train, later, eval_rows: np.ndarray, updates: int, catalogue_rows,
            log) -> dict:
+    from shoprec.data.split import leave_one_out
     from shoprec.explore.online import OnlineConfig
     from shoprec.models.registry import make_model
     from shoprec.serve.engine import ServingEngine
 
     t0 = time.perf_counter()
     params = TRANSFORMER if model_name == "transformer" else {}
-    model = make_model(model_name, **params).fit(train.dataset)
+    # As the service trains (train_from_store): on a leave-one-out split of what it holds, each
+    # shopper's newest event for early stopping.
+    parts = leave_one_out(train.dataset)
+    model = make_model(model_name, **params).fit(parts.train, parts.valid)
     fit_s = time.perf_counter() - t0
     engine = ServingEngine(exploration=OnlineConfig())
     engine.set_model(model)
@@ -71,6 +84,8 @@ def replay(model_name: str, online: bool, train, later, eval_rows: np.ndarray, u
         user, item, event = users[row], items[later.item_idx[row]], events[row]
         hist_items, hist_events = histories.get(user, ([], []))
         if j in eval_set and hist_items:
+            # What the service reads: the shopper's latest `history_limit` events.
+            hist_items, hist_events = hist_items[-HISTORY_LIMIT:], hist_events[-HISTORY_LIMIT:]
             view = engine.model_view
             target = view.position.get(item, -1)
             hist_idx = np.fromiter((view.position.get(i, -1) for i in hist_items), np.int64, len(hist_items))
@@ -97,7 +112,8 @@ def replay(model_name: str, online: bool, train, later, eval_rows: np.ndarray, u
                 if clicked:
                     state, space = engine.learn(state, space, hist_items, clicked, 1.0)
                 states[user] = (state, space)
-        histories[user] = (hist_items + [item], hist_events + [event])
+        full_items, full_events = histories.get(user, ([], []))
+        histories[user] = (full_items + [item], full_events + [event])
     seconds = time.perf_counter() - t0
     out = {"model": model_name, "online": online, "fit_seconds": round(fit_s, 1), "events_evaluated": n_eval,
            "seconds": round(seconds, 1)}

@@ -220,3 +220,27 @@ def test_serve_refuses_worker_counts_it_cannot_run(argv, message, capsys):
     pytest.importorskip("uvicorn")
     assert main(["serve", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_retrain_fine_tunes_the_model_an_earlier_run_swapped_in_unless_told_not_to(tmp_path, capsys, synthetic_shop):
+    import shutil
+
+    from shoprec.serve.online import RetrainOutcome, record_outcome
+    from shoprec.serve.storage import Store
+    from shoprec.serve.views import file_version
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    _store_events(url, synthetic_shop)
+    assert main(["train", "--db", url, "--model", "item-knn", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    first = Path(capsys.readouterr().out.strip())
+    later = first.with_name("item-knn-later.npz")
+    shutil.copy(first, later)
+    shutil.copy(first.with_suffix(".json"), later.with_suffix(".json"))
+    store = Store(url)
+    run_id = store.start_retrain("cli")
+    record_outcome(store, run_id, RetrainOutcome("swapped", 10, 0.1, 0.1, "copied", str(later), file_version(later)))
+    store.dispose()
+    assert main(["retrain", "--db", url, "--model", str(first)]) == 0
+    assert f"fine-tuning {later.name}, which retrain run {run_id} swapped in" in capsys.readouterr().err
+    assert main(["retrain", "--db", url, "--model", str(first), "--no-follow"]) == 0
+    assert "swapped in" not in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_health_needs_no_key_and_reports_database_model_and_schema(client):
     r = client.get("/v1/health")
     assert r.status_code == 200
     assert r.json() | {"version": "x"} == {"status": "ok", "database": True, "model_loaded": True,
-                                           "schema_revision": "0002", "version": "x"}
+                                           "schema_revision": "0003", "version": "x"}
 
 
 def test_metrics_need_a_key_and_count_requests_by_route_template(client):

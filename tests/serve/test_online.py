@@ -86,3 +86,37 @@ def test_a_new_catalogue_item_is_recommendable_from_its_text_alone(make_client, 
     assert "i9" in view.position and np.abs(view.vectors[view.position["i9"]]).sum() > 0
     scores = view.model.score_history(["i1", "i2"])
     assert np.isfinite(scores[view.position["i9"]])
+
+
+def _record_swap(store, path):
+    from shoprec.serve.online import RetrainOutcome, record_outcome
+    from shoprec.serve.views import file_version
+
+    run_id = store.start_retrain("cli")
+    record_outcome(store, run_id, RetrainOutcome("swapped", 40, 0.1, 0.2, "fine-tuned", str(path),
+                                                 file_version(path)))
+
+
+def test_every_worker_follows_the_model_a_retrain_elsewhere_swapped_in(make_client, transformer_file, tiny_shop):
+    worker = _serve(make_client, transformer_file)
+    service = worker.app.state.service
+    assert not service.learner.follow()  # no retrain run yet: keep serving
+    newer = TransformerRecommender(d=8, n_layers=1, max_len=8, epochs=1, batch_size=4, device="cpu", seed=1)
+    newer_path = newer.fit(tiny_shop).save(transformer_file.parent / "transformer-later.npz")
+    _record_swap(service.store, newer_path)  # what `shoprec retrain` from cron records
+    assert service.learner.follow()
+    status = worker.get("/v1/model", headers=ADMIN).json()
+    assert status["path"] == "transformer-later.npz"
+    assert not service.learner.follow()  # already serving it
+    assert recommend(worker, shopper_id="shopper1", k=3)["items"]
+
+
+def test_a_worker_never_follows_a_model_file_outside_its_model_directory(make_client, transformer_file, tiny_shop,
+                                                                         tmp_path):
+    worker = _serve(make_client, transformer_file)
+    service = worker.app.state.service
+    version = worker.get("/v1/model", headers=ADMIN).json()["version"]
+    elsewhere = TransformerRecommender(d=8, n_layers=1, max_len=8, epochs=1, batch_size=4, device="cpu", seed=2)
+    _record_swap(service.store, elsewhere.fit(tiny_shop).save(tmp_path / "elsewhere" / "transformer.npz"))
+    assert not service.learner.follow()
+    assert worker.get("/v1/model", headers=ADMIN).json()["version"] == version

@@ -28,9 +28,9 @@ def store(database_url):
 
 
 def test_migration_reaches_head_and_is_idempotent(store):
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
     store.migrate()  # a second run changes nothing
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
 
 
 def test_migrations_create_exactly_the_declared_tables(store):

@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
                    help="seconds of training for a model trained at start (default 90)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (each loads the model; use PostgreSQL for more than one, and run "
-                        "`shoprec retrain` from cron: the workers' own schedules are turned off)")
+                        "`shoprec retrain` from cron: the workers' own schedules are turned off, and each "
+                        "worker loads the model a retrain swapped in within 30 s)")
     p.add_argument("--access-log", action="store_true", help="log every request (paths only)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -147,8 +148,10 @@ def _run_workers(args: argparse.Namespace, settings, url: str) -> int:
                    "PostgreSQL is the backend for this")
     if not settings.model_path:
         raise ConfigError("--workers needs --model (or a model trained at start) so every worker serves the same file.")
+    # One schedule for all: cron runs `shoprec retrain`, and every worker follows its runs.
     env = {"database_url": settings.database_url, "model_path": settings.model_path, "host": settings.host,
-           "port": str(settings.port), "retrain_every_s": "0"}
+           "port": str(settings.port), "retrain_every_s": "0",
+           "follow_retrains_s": str(settings.follow_retrains_s or 30.0)}
     if settings.model_dir:
         env["model_dir"] = settings.model_dir
     for key, value in env.items():

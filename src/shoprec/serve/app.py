@@ -75,7 +75,7 @@ def create_app(
         service.keys.add_memory_key("demo-page", service.demo_key, frozenset({"read", "ingest"}))
 
     service.learner = OnlineLearner(service, settings.retrain_every_s, settings.retrain_min_events,
-                                    settings.retrain_epochs)
+                                    settings.retrain_epochs, follow_s=settings.follow_retrains_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

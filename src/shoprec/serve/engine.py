@@ -18,7 +18,6 @@ and swaps one attribute, so a request sees either the old model or the new one, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -50,6 +49,7 @@ from shoprec.serve.views import (
     ModelView,
     Recommendation,
     Served,
+    file_version,
 )
 
 __all__ = ["ServingEngine"]
@@ -121,11 +121,7 @@ class ServingEngine:
                 info = json.loads(sidecar.read_text())
             except (OSError, ValueError):
                 info = {}
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return self.set_model(model, path=str(path), info=info, version=digest.hexdigest()[:12], t0=t0)
+        return self.set_model(model, path=str(path), info=info, version=file_version(path), t0=t0)
 
     def set_model(self, model, path: str | None = None, info: dict | None = None,
                   version: str | None = None, t0: float | None = None) -> ModelView:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAX_HELD_OUT", "OnlineLearner", "RetrainOutcome", "retrain_once"]
+__all__ = ["MAX_HELD_OUT", "OnlineLearner", "RetrainOutcome", "record_outcome", "retrain_once"]
 
 MAX_HELD_OUT = 2000  # newest events that judge a candidate (the latest shoppers' last events)
 
@@ -50,6 +50,7 @@ class RetrainOutcome:
     metric_after: float | None
     message: str
     model_path: str | None = None
+    model_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -160,16 +161,22 @@ def retrain_once(store, model, info: dict[str, Any], out_dir: str | Path, min_ev
                       **{k: info[k] for k in ("n_events", "n_users", "n_items") if k in info}})
     message = (f"fine-tuned on {len(frame):,} new events: NDCG@10 on the newest events "
                f"{before:.4f} -> {after:.4f}")
-    return RetrainOutcome("swapped", len(frame), before, after, message, str(path)), candidate
+    from shoprec.serve.views import file_version
+
+    return RetrainOutcome("swapped", len(frame), before, after, message, str(path), file_version(path)), candidate
 
 
 class OnlineLearner:
-    """The background worker of one service: a queue of jobs ("retrain", "grow") and, when
-    `every_s` > 0, a retrain scheduled every `every_s` seconds."""
+    """The background worker of one service: a queue of jobs ("retrain", "grow", "follow"),
+    a retrain scheduled every `every_s` seconds when that is > 0, and a "follow" check every
+    `follow_s` seconds when that is > 0 (several worker processes over one database: each loads
+    the model another worker's or cron's retrain run swapped in)."""
 
-    def __init__(self, service, every_s: float = 0.0, min_events: int = 100, epochs: int = 1) -> None:
+    def __init__(self, service, every_s: float = 0.0, min_events: int = 100, epochs: int = 1,
+                 follow_s: float = 0.0) -> None:
         self.service = service
         self.every_s = every_s
+        self.follow_s = follow_s
         self.min_events = min_events
         self.epochs = epochs
         self._jobs: queue.Queue = queue.Queue()
@@ -191,7 +198,7 @@ class OnlineLearner:
             self._thread = None
 
     def submit(self, job: str, trigger: str = "api") -> None:
-        """Queue a job ("retrain" or "grow"); it runs after the jobs before it."""
+        """Queue a job ("retrain", "grow" or "follow"); it runs after the jobs before it."""
         self._jobs.put((job, trigger))
 
     def wait_idle(self, timeout: float = 60.0) -> None:
@@ -201,14 +208,19 @@ class OnlineLearner:
             time.sleep(0.05)
 
     def _loop(self) -> None:
-        next_retrain = time.monotonic() + self.every_s if self.every_s > 0 else float("inf")
+        now = time.monotonic()
+        due = {"retrain": now + self.every_s if self.every_s > 0 else float("inf"),
+               "follow": now if self.follow_s > 0 else float("inf")}
         while not self._stop.is_set():
-            wait = max(0.0, min(next_retrain - time.monotonic(), 3600.0))
+            scheduled = min(due, key=due.get)
+            wait = max(0.0, min(due[scheduled] - time.monotonic(), 3600.0))
             try:
                 item = self._jobs.get(timeout=wait)
             except queue.Empty:
-                item = ("retrain", "schedule")
-                next_retrain = time.monotonic() + self.every_s
+                if due[scheduled] == float("inf"):
+                    continue
+                item = (scheduled, "schedule")
+                due[scheduled] = time.monotonic() + (self.every_s if scheduled == "retrain" else self.follow_s)
             if item is None:
                 return
             job, trigger = item
@@ -218,8 +230,16 @@ class OnlineLearner:
                     self.retrain(trigger)
                 elif job == "grow":
                     self.grow()
+                elif job == "follow":
+                    self._follow_safely()
             finally:
                 self.running = None
+
+    def _follow_safely(self) -> None:
+        try:
+            self.follow()
+        except Exception:  # noqa: BLE001 - a failed check keeps the served model; the next one retries
+            self.service.log(f"follow failed: {traceback.format_exc(limit=3)}")
 
     # ---- the jobs ------------------------------------------------------------------------
     def retrain(self, trigger: str = "api") -> RetrainOutcome:
@@ -241,12 +261,27 @@ class OnlineLearner:
         except Exception as exc:  # noqa: BLE001 - a failed run is reported, never raised into the service
             outcome = RetrainOutcome("failed", 0, None, None, f"{type(exc).__name__}: {exc}")
             service.log(f"retrain failed: {traceback.format_exc(limit=3)}")
-        store.finish_retrain(run_id, status=outcome.status, n_events=outcome.n_events,
-                             metric_before=_finite(outcome.metric_before), metric_after=_finite(outcome.metric_after),
-                             model_version=(service.engine.model_view.version if outcome.status == "swapped" else None),
-                             message=outcome.message[:2000])
+        record_outcome(store, run_id, outcome)
         self.last = {"id": run_id, **outcome.as_dict()}
         return outcome
+
+    def follow(self) -> bool:
+        """Serve the model file the newest swapped retrain run wrote, when it is not the one
+        served (another worker process, or `shoprec retrain` from cron, ran it); True if it did."""
+        service = self.service
+        latest = service.store.latest_swapped_model()
+        view = service.engine.model_view
+        if latest is None or (view is not None and latest["model_version"] == view.version):
+            return False
+        path = Path(latest["model_path"])
+        root = service.settings.models_root
+        if not path.is_file() or (root is not None and not path.resolve().is_relative_to(root)):
+            service.log(f"follow: retrain run {latest['id']} wrote {path}, which is not a file in the model "
+                        "directory; still serving the current model")
+            return False
+        service.serve_model(path)
+        service.log(f"follow: now serving {path.name} (retrain run {latest['id']})")
+        return True
 
     def grow(self) -> int:
         """Give catalogue items the served model does not know vectors from their text; returns
@@ -274,6 +309,15 @@ class OnlineLearner:
         service.engine.set_model(grown, path=view.path, info=view.info, version=f"{view.version[:8]}+{len(unknown)}")
         service.engine.replay_feedback(service.store.feedback_log())
         return len(unknown)
+
+
+def record_outcome(store, run_id: int, outcome: RetrainOutcome) -> None:
+    """Finish a retrain run's row: its outcome, and the model file it wrote when it swapped."""
+    swapped = outcome.status == "swapped"
+    store.finish_retrain(run_id, status=outcome.status, n_events=outcome.n_events,
+                         metric_before=_finite(outcome.metric_before), metric_after=_finite(outcome.metric_after),
+                         model_version=outcome.model_version if swapped else None,
+                         model_path=outcome.model_path if swapped else None, message=outcome.message[:2000])
 
 
 def _finite(value: float | None) -> float | None:

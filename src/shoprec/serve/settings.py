@@ -58,6 +58,9 @@ class ServeSettings:
         `POST /v1/model/retrain` or `shoprec retrain`).
     retrain_min_events: new events a run needs before it fine-tunes.
     retrain_epochs: passes over the new events per run.
+    follow_retrains_s: every this many seconds, serve the model file of the newest swapped
+        retrain run when it is not the served one (0: never). `shoprec serve --workers N` sets
+        30, so that every worker follows the retrains of `shoprec retrain` from cron.
     diversity: default diversity in [0, 1] (0 = rank by score only).
     new_item_days: items added to the catalogue this recently count as "new".
     sqlite_synchronous: SQLite's synchronous pragma in WAL mode; NORMAL survives a crash of the
@@ -87,6 +90,7 @@ class ServeSettings:
     retrain_every_s: float = 600.0
     retrain_min_events: int = 100
     retrain_epochs: int = 1
+    follow_retrains_s: float = 0.0
     diversity: float = 0.0
     new_item_days: int = 30
     sqlite_synchronous: str = "NORMAL"
@@ -117,6 +121,7 @@ class ServeSettings:
         check_int("explore_budget", self.explore_budget, 0, 100, where)
         check_float("latency_budget_ms", self.latency_budget_ms, 0.0, 1e6, where)
         check_float("retrain_every_s", self.retrain_every_s, 0.0, 1e9, where)
+        check_float("follow_retrains_s", self.follow_retrains_s, 0.0, 1e9, where)
         check_int("retrain_min_events", self.retrain_min_events, 1, 1 << 40, where)
         check_int("retrain_epochs", self.retrain_epochs, 1, 1000, where)
         check_float("diversity", self.diversity, 0.0, 1.0, where)

@@ -135,6 +135,8 @@ class Retrain(Base):
     metric_before: Mapped[float | None] = mapped_column(Float, nullable=True)
     metric_after: Mapped[float | None] = mapped_column(Float, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    # The file a swapped run wrote: worker processes that did not run it load it from here.
+    model_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_retrains_started", "started_at"),)

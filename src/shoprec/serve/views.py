@@ -7,14 +7,26 @@ request path and the engine swaps one attribute, so a request sees the old view 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shoprec.serve.ann import ItemIndex
 
-__all__ = ["Alignment", "CatalogueView", "Explanation", "ModelView", "Recommendation", "Served"]
+__all__ = ["Alignment", "CatalogueView", "Explanation", "ModelView", "Recommendation", "Served", "file_version"]
+
+
+def file_version(path: str | Path) -> str:
+    """A model file's version: the first 12 hex digits of its SHA-256 (the same file, the same
+    version, in every process)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,18 @@ class ReportStore(StoreCore):
         with self._write() as conn:
             conn.execute(update(t).where(t.c.id == run_id).values(finished_at=int(time.time()), **values))
 
+    def latest_swapped_model(self) -> dict[str, Any] | None:
+        """The newest retrain run that swapped in a model file: {"id", "model_path",
+        "model_version", "finished_at"}, or None."""
+        t = Retrain.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.id, t.c.model_path, t.c.model_version, t.c.finished_at)
+                .where((t.c.status == "swapped") & t.c.model_path.is_not(None))
+                .order_by(t.c.id.desc()).limit(1)
+            ).mappings().first()
+        return None if row is None else dict(row)
+
     def retrains(self, limit: int = 20) -> list[dict[str, Any]]:
         t = Retrain.__table__
         with self.engine.connect() as conn:
