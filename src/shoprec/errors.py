@@ -45,6 +45,15 @@ class ConfigError(ShoprecError, ValueError):
     """A parameter is outside its allowed values."""
 
 
+class ConflictError(ShoprecError, ValueError):
+    """Data that contradicts what is stored under the same id (an event id re-used with another
+    payload). `details` names what differs."""
+
+    def __init__(self, message: str, details: list | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
 class UnknownIdError(ShoprecError, KeyError):
     """A user or item id is not in the vocabulary."""
 

@@ -81,6 +81,12 @@ def test_train_then_recommend_from_saved_model(tmp_path, tiny_csv, capsys):
     printed = capsys.readouterr()
     assert len(printed.out.strip().splitlines()) == 2
     assert "does not know these item ids and ignores them: unknown" in printed.err
+    # A history the model knows nothing of is an error, not a list of arbitrary zero-scored items.
+    assert main(["recommend", "--model-path", path, "--history", "NOPE1,NOPE2"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "knows none of the --history item ids (NOPE1, NOPE2)" in printed.err
+    assert main(["recommend", "--model-path", path, "--history", " , "]) == 2
+    assert "--history names no item id" in capsys.readouterr().err
 
 
 def test_data_report_counts_dropped_rows(tmp_path, capsys):

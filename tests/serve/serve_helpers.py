@@ -11,6 +11,8 @@ import anyio.from_thread
 import httpx
 
 PG_ENV = "SHOPREC_TEST_POSTGRES_URL"
+SCHEMA_HEAD = "0004"  # the newest migration: a new one changes this line only
+
 ADMIN_KEY = "test-admin-key-0123456789"
 ADMIN = {"X-API-Key": ADMIN_KEY}
 SECRET = "a-test-secret-of-at-least-32-bytes!!"
@@ -27,6 +29,20 @@ def catalogue_rows(tiny_shop) -> list[dict]:
 
 def event(event_id: str, shopper: str, item: str, kind: str = "view", **extra) -> dict:
     return {"event_id": event_id, "shopper_id": shopper, "item_id": item, "event": kind, **extra}
+
+
+def api_key(client: ASGIClient, name: str, roles: list[str]) -> dict:
+    """Headers with a new API key of these roles, created with the admin key."""
+    r = client.post("/v1/keys", json={"name": name, "roles": roles}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    return {"X-API-Key": r.json()["key"]}
+
+
+def export(client: ASGIClient, shopper: str) -> dict:
+    """Everything the service holds about a shopper (admin export)."""
+    r = client.post("/v1/shoppers/export", json={"shopper_id": shopper}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def recommend(client: ASGIClient, headers=ADMIN, **body) -> dict:
@@ -77,7 +93,8 @@ class ASGIClient:
 class LiveServer:
     """The app under uvicorn on a free loopback port, in a thread (browser and fuzz tests)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **config) -> None:
+        """config: more uvicorn.Config options (http=, timeout_keep_alive=, ...)."""
         import uvicorn
 
         with socket.socket() as s:
@@ -85,7 +102,7 @@ class LiveServer:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-                                ws="none")  # no websockets: their legacy module warns on import
+                                ws="none", **config)  # no websockets: their legacy module warns on import
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from serve_helpers import ADMIN, event, recommend
+from serve_helpers import ADMIN, SCHEMA_HEAD, event, recommend
 from sqlalchemy import create_engine, text
 
 from shoprec.models.popularity import Popularity
@@ -28,7 +28,7 @@ def test_health_needs_no_key_and_reports_database_model_and_schema(client):
     r = client.get("/v1/health")
     assert r.status_code == 200
     assert r.json() | {"version": "x"} == {"status": "ok", "database": True, "model_loaded": True,
-                                           "schema_revision": "0003", "version": "x"}
+                                           "schema_revision": SCHEMA_HEAD, "version": "x"}
 
 
 def test_metrics_need_a_key_and_count_requests_by_route_template(client):
@@ -43,10 +43,11 @@ def test_metrics_need_a_key_and_count_requests_by_route_template(client):
 # ---- events ------------------------------------------------------------------------------------
 def test_retried_event_batch_is_counted_once(client):
     batch = {"events": [event(f"e{i}", "alice", f"i{i}") for i in range(1, 4)]}
-    assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 3, "duplicates": 0}
-    assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 0, "duplicates": 3}
+    counted = {"unknown_items": 0, "unknown_item_ids": []}
+    assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 3, "duplicates": 0, **counted}
+    assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 0, "duplicates": 3, **counted}
     assert client.post("/v1/events", json=event("e1", "alice", "i1"), headers=ADMIN).json() == {
-        "accepted": 0, "duplicates": 1}
+        "accepted": 0, "duplicates": 1, **counted}
     assert [e["event_id"] for e in _export(client, "alice")["events"]] == ["e1", "e2", "e3"]
 
 
@@ -294,7 +295,7 @@ def test_model_status_and_hot_reload(make_client, tiny_shop, tmp_path):
     "path, status, message",
     [
         ("../outside.npz", 422, "The model path must lie inside the model directory. Got '../outside.npz'."),
-        ("missing.npz", 422, "No model file 'missing.npz' in the model directory."),
+        ("missing.npz", 404, "No model file 'missing.npz' in the model directory."),
         ("broken.npz", 422, "not a shoprec model file"),
     ],
 )

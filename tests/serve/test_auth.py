@@ -29,7 +29,7 @@ def test_no_key_no_data(client):
         r = client.request(method, url, json=body)
         assert r.status_code == 401, url
         assert r.json()["error"] == {"code": "unauthorized",
-                                     "message": "A valid API key is required (header X-API-Key)."}
+                                     "message": "A valid API key or token is required (header X-API-Key, or Authorization: Bearer)."}
 
 
 @pytest.mark.parametrize("key", ["wrong", "sr_000000000000_" + "0" * 64, ADMIN["X-API-Key"] + "x", ""])
@@ -44,7 +44,7 @@ def test_roles_decide_what_a_key_may_do(client):
     assert client.post("/v1/events", json=event("e1", "a", "i1"), headers=ingest).status_code == 200
     r = client.post("/v1/recommendations", json={"session": []}, headers=ingest)
     assert r.status_code == 403
-    assert r.json()["error"] == {"code": "forbidden", "message": "This API key lacks the 'read' role."}
+    assert r.json()["error"] == {"code": "forbidden", "message": "This credential lacks the 'read' role."}
     for key in (read, ingest):  # only admin exports, erases, reloads and manages keys
         assert client.post("/v1/shoppers/erase", json={"shopper_id": "a"}, headers=key).status_code == 403
         assert client.post("/v1/model/reload", json={}, headers=key).status_code == 403
@@ -74,7 +74,7 @@ def test_keys_are_listed_revoked_and_stored_only_as_hashes(client, settings):
 def test_key_names_are_unique(client):
     _key(client, "dup", ["read"])
     r = client.post("/v1/keys", json={"name": "dup", "roles": ["read"]}, headers=ADMIN)
-    assert r.status_code == 422 and "exists already" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "exists already" in r.json()["error"]["message"]
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(make_client):
@@ -101,7 +101,7 @@ def test_keyring_rejects_bad_roles(database_url):
     store = Store(database_url)
     store.migrate()
     ring = KeyRing(store)
-    with pytest.raises(ConfigError, match=r"non-empty subset of \['ingest', 'read', 'admin'\]"):
+    with pytest.raises(ConfigError, match=r"non-empty subset of \['ingest', 'read', 'history', 'admin'\]"):
         ring.create("x", ["superuser"])
     _, secret = ring.create("y", ["read"])
     assert ring.authenticate(secret) == Principal("y", secret.split("_")[1], frozenset({"read"}))

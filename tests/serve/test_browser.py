@@ -64,6 +64,8 @@ def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_se
     page.set_default_timeout(60_000)  # a loaded 2-core CI machine is slow, not broken
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    requests = []
+    page.on("request", lambda request: requests.append(request))
     page.goto(shop_server.url + "/")
     page.get_by_role("button", name="New shopper").click()
     page.wait_for_selector("#recs .rec-card")
@@ -82,8 +84,14 @@ def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_se
     assert f"Because you bought “{title}”" in whys, whys
     assert page.locator("#history li").first.inner_text() == f"bought: {title}"
 
-    page.locator("#sample-buttons button", has_text="u4").click()
-    page.wait_for_function("() => document.querySelector('#recs-heading').textContent.includes('u4')")
+    page.locator("#sample-buttons button", has_text="Sample shopper 2").click()
+    page.wait_for_function("() => document.querySelector('#recs-heading').textContent.includes('Sample shopper 2')")
+
+    # The page holds short-lived shopper tokens only: no API key in any request or in its config.
+    api_calls = [r for r in requests if "/v1/" in r.url]
+    assert api_calls and all(r.headers.get("authorization", "").startswith("Bearer st_") for r in api_calls)
+    assert not [r for r in requests if "x-api-key" in r.headers]
+    assert ADMIN_KEY not in page.evaluate("() => JSON.stringify(localStorage)")
 
     page.goto(shop_server.url + "/dashboard")
     page.wait_for_selector("#tile-slates")
@@ -119,9 +127,9 @@ def test_a_new_shopper_buys_and_sees_the_weight_the_badges_and_what_the_slate_ci
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(transformer_server.url + "/")
-    page.wait_for_function("() => document.querySelector('#model-words').textContent.includes('Transformer')")
-    page.get_by_role("button", name="New shopper").click()
+    page.get_by_role("button", name="New shopper").click()  # the page gets a token for a new guest
     page.wait_for_selector("#recs .rec-card")
+    page.wait_for_function("() => document.querySelector('#model-words').textContent.includes('Transformer')")
     weight = page.locator("#weight").inner_text()
     assert weight.startswith("Exploring at weight") and "we know little of this shopper yet" in weight, weight
     assert page.locator("#recent li").first.inner_text() == "nothing yet: a new shopper"

@@ -95,3 +95,67 @@ def test_acknowledged_clicks_survive_kill_9_in_the_exploration_state(database_ur
         proc.kill()
         proc.wait(timeout=30)
         proc.stderr.close()
+
+
+WRITERS = 4
+KILL_RUNS = 3
+
+
+def _write_until_stopped(url, prefix, writer, items, stop, lock, acknowledged: set[str]) -> None:
+    """Send batches of 10 new events until told to stop or the service is gone; record each
+    acknowledged (200) batch's ids."""
+    with httpx.Client(base_url=url, headers=ADMIN, timeout=10) as client:
+        for batch in range(10_000):
+            if stop.is_set():
+                return
+            ids = [f"{prefix}-b{batch}-{j}" for j in range(10)]
+            events = [{"event_id": e, "shopper_id": f"s{writer}-{j % 3}", "item_id": items[j * 5 % 50],
+                       "event": "view"} for j, e in enumerate(ids)]
+            try:
+                r = client.post("/v1/events/batch", json={"events": events})
+            except httpx.HTTPError:
+                return  # the service is gone: this batch was not acknowledged
+            if r.status_code == 200:
+                with lock:
+                    acknowledged.update(ids)
+
+
+@pytest.mark.slow
+def test_no_acknowledged_event_is_lost_when_the_service_is_killed_under_four_writers(database_url, synthetic_shop,
+                                                                                      tmp_path):
+    """Three times: four clients send event batches at once, the service gets SIGKILL in the
+    middle, and every event it acknowledged (a 200) is in the database afterwards."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    from shoprec.models.knn import ItemKNN
+
+    model_path = str(ItemKNN(neighbors=20).fit(synthetic_shop).save(tmp_path / "item-knn.npz"))
+    items = [str(i) for i in synthetic_shop.items.ids[:50]]
+    acknowledged: set[str] = set()
+    for run in range(KILL_RUNS):
+        proc, url = _start(database_url, model_path)
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        before = len(acknowledged)
+        threads = [threading.Thread(target=_write_until_stopped, args=(url, f"r{run}-w{w}", w, items, stop, lock,
+                                                                         acknowledged)) for w in range(WRITERS)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) - before < 400 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()  # SIGKILL while all four are writing
+        proc.wait(timeout=30)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        proc.stderr.close()
+        assert len(acknowledged) - before >= 400, f"run {run}: too few events acknowledged before the kill"
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        stored = {row[0] for row in conn.execute(text("SELECT event_id FROM events"))}
+    engine.dispose()
+    assert acknowledged - stored == set()

@@ -71,7 +71,10 @@ def test_serve_demo_builds_the_app_and_prints_the_url(small_shop, tmp_path, monk
     assert main(["serve", "--demo", "--port", "8123", "--quiet"]) == 0
     assert "shoprec service on http://127.0.0.1:8123/" in capsys.readouterr().out
     service = ran["app"].state.service
-    assert ran["port"] == 8123 and service.settings.demo and service.demo_key
+    assert ran["port"] == 8123 and service.settings.demo and not hasattr(service, "demo_key")
+    # Connections are bounded: a request must arrive within the deadline, idle ones are closed.
+    assert ran["http"].request_timeout_s == service.settings.request_timeout_s
+    assert ran["timeout_keep_alive"] == service.settings.idle_timeout_s
     assert service.engine.model_view.name == "item-knn" and len(service.sample_shoppers) == 6
     assert (tmp_path / "config" / "shoprec" / "pseudonym.key").is_file()  # the key lives apart
     assert not list((tmp_path / "data").rglob("*.key"))

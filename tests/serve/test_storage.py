@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from serve_helpers import SCHEMA_HEAD
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -28,9 +29,9 @@ def store(database_url):
 
 
 def test_migration_reaches_head_and_is_idempotent(store):
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == SCHEMA_HEAD
     store.migrate()  # a second run changes nothing
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == SCHEMA_HEAD
 
 
 def test_migrations_create_exactly_the_declared_tables(store):

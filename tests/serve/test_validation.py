@@ -29,8 +29,7 @@ CASES = [
     ("POST", "/v1/recommendations", {"session": [], "k": 101}, 422,
      "The 'k' parameter must be an int in [1, 100]. Got 101 instead."),
     ("POST", "/v1/recommendations", {"session": [], "k": True}, 422, "body.k: Input should be a valid integer"),
-    ("POST", "/v1/recommendations", {}, 422,
-     "body: Value error, give exactly one of shopper_id (a known shopper) or session (anonymous)"),
+    ("POST", "/v1/recommendations", {}, 422, "body: Value error, give exactly one of shopper_id (a known shopper) or session (anonymous)"),
     ("POST", "/v1/recommendations", {"shopper_id": "a", "session": []}, 422,
      "body: Value error, give exactly one of shopper_id (a known shopper) or session (anonymous)"),
     ("POST", "/v1/recommendations", {"shopper_id": "x" * 257}, 422,
@@ -49,7 +48,11 @@ CASES = [
      "body.item_id: String should have at most 64 characters"),
     ("POST", "/v1/events", {**OK_EVENT, "event_id": "has space"}, 422, "body.event_id: String should match pattern"),
     ("POST", "/v1/events", {**OK_EVENT, "timestamp": -1}, 422,
-     "body.timestamp: Input should be greater than or equal to 0"),
+     "body.timestamp: Value error, a timestamp number must lie in [0, 32503680000000]"),
+    ("POST", "/v1/events", {**OK_EVENT, "timestamp": "2026-12-02T10:15:00"}, 422,
+     "body.timestamp: Value error, a timestamp string must be an RFC 3339 date-time with a UTC offset"),
+    ("POST", "/v1/events", {**OK_EVENT, "timestamp": "yesterday"}, 422,
+     "body.timestamp: Value error, a timestamp string must be an RFC 3339 date-time with a UTC offset"),
     ("POST", "/v1/events", {**OK_EVENT, "impression_id": "abc"}, 422,
      "body.impression_id: String should match pattern '^[0-9a-f]{32}$'"),
     ("POST", "/v1/events", {k: v for k, v in OK_EVENT.items() if k != "event_id"}, 422,
@@ -62,7 +65,7 @@ CASES = [
     ("PUT", f"/v1/items/{LONG_ID}", {}, 422, "path.item_id: String should have at most 64 characters"),
     ("GET", "/v1/items/i1/similar?k=0", None, 422, "query.k: Input should be greater than or equal to 1"),
     ("GET", "/v1/items?limit=abc", None, 422, "query.limit: Input should be a valid integer, unable to parse"),
-    ("POST", "/v1/keys", {"name": "n", "roles": ["root"]}, 422, "body.roles.0: Input should be 'ingest', 'read' or 'admin'"),
+    ("POST", "/v1/keys", {"name": "n", "roles": ["root"]}, 422, "body.roles.0: Input should be 'ingest', 'read', 'history' or 'admin'"),
     ("POST", "/v1/model/reload", {"path": "/etc/passwd\n"}, 422, "body.path: String should match pattern"),
     ("GET", "/v1/nope", None, 404, "Not Found"),
     ("DELETE", "/v1/recommendations", None, 405, "Method Not Allowed"),
@@ -78,9 +81,25 @@ def test_bad_input_is_a_clear_4xx_json_error(client, method, url, body, status, 
     assert error["code"] in {"validation_error", "invalid_parameter", "not_found", "method_not_allowed"}
 
 
-def test_malformed_json_is_422(client):
+def test_malformed_json_is_400_as_documented(client):
     r = client.post("/v1/events", content=b"{not json", headers={**ADMIN, "content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["error"]["message"].startswith("body.1: JSON decode error")
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "malformed_json" and r.json()["error"]["message"] == "The request body is not valid JSON."
+    assert "400" in client.get("/openapi.json").json()["paths"]["/v1/events"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("sent, stored", [
+    (1_764_670_500, 1_764_670_500),            # seconds
+    (1_764_670_500_123, 1_764_670_500),        # milliseconds
+    (1_764_670_500.9, 1_764_670_500),          # fractional seconds
+    ("2025-12-02T10:15:00Z", 1_764_670_500),   # RFC 3339, UTC
+    ("2025-12-02T11:15:00+01:00", 1_764_670_500),
+])
+def test_timestamps_are_accepted_as_seconds_milliseconds_or_rfc3339(client, sent, stored):
+    r = client.post("/v1/events", json={**OK_EVENT, "event_id": f"t{abs(hash(sent))}", "timestamp": sent}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    export = client.post("/v1/shoppers/export", json={"shopper_id": OK_EVENT["shopper_id"]}, headers=ADMIN).json()
+    assert [e["ts"] for e in export["events"]] == [stored]
 
 
 def test_nan_and_infinity_are_refused(client):

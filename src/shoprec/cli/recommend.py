@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from shoprec.errors import ConfigError, UnknownIdError
     from shoprec.models.base import Recommender
 
     model = Recommender.load(args.model_path)
@@ -28,9 +29,15 @@ def run(args: argparse.Namespace) -> int:
         recs = model.recommend(args.user, k=args.k)
     else:
         history = [h.strip() for h in (args.history or "").split(",") if h.strip()]
-        known = model.items_.index(np.asarray(history, dtype=str), missing="drop") if history else []
-        if len(known) < len(history):
-            unknown = sorted(set(history) - set(model.items_.id_of(np.asarray(known, dtype=np.int64))))
+        if not history:
+            raise ConfigError("--history names no item id; give comma-separated item ids, oldest first.")
+        known = model.items_.index(np.asarray(history, dtype=str), missing="drop")
+        unknown = sorted(set(history) - set(model.items_.id_of(np.asarray(known, dtype=np.int64))))
+        if len(known) == 0:
+            # Recommending from nothing would print arbitrary zero-scored items as if they were answers.
+            raise UnknownIdError(f"The model knows none of the --history item ids ({', '.join(unknown[:10])}); "
+                                 f"it was trained on {len(model.items_)} items. Check the ids, or pass --user.")
+        if unknown:
             print(f"note: the model does not know these item ids and ignores them: {', '.join(unknown[:10])}",
                   file=sys.stderr)
         recs = model.recommend_history(history, k=args.k)

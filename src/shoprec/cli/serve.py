@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("--demo runs one worker (its keys live in memory); drop --workers or --demo.")
     overrides = {k: getattr(args, k) for k in ("database_url", "host", "port", "model_path", "model_dir")}
-    settings = ServeSettings.from_env(**overrides)
+    # Demo mode is checked (loopback only) before anything is imported or trained.
+    settings = ServeSettings.from_env(**overrides, demo=True if args.demo else None)
     pseudonymizer = None
     if args.demo:
         if not os.environ.get(ENV_KEY) and not os.environ.get(ENV_KEY_FILE):
@@ -107,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"shoprec service on {url}  (dashboard {url}dashboard, API docs {url}docs)", flush=True)
     if args.demo:
         app.state.service.sample_shoppers = state.sample_shoppers
+    from shoprec.serve.http_protocol import deadline_protocol
+
     # ws="none": the service has no websockets, and uvicorn's legacy websockets module warns.
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=args.access_log, ws="none",
+                http=deadline_protocol(settings.request_timeout_s), timeout_keep_alive=settings.idle_timeout_s,
                 log_level="warning" if args.quiet else "info")
     return 0
 
@@ -151,7 +155,8 @@ def _run_workers(args: argparse.Namespace, settings, url: str) -> int:
     # One schedule for all: cron runs `shoprec retrain`, and every worker follows its runs.
     env = {"database_url": settings.database_url, "model_path": settings.model_path, "host": settings.host,
            "port": str(settings.port), "retrain_every_s": "0",
-           "follow_retrains_s": str(settings.follow_retrains_s or 30.0)}
+           "follow_retrains_s": str(settings.follow_retrains_s or 30.0),
+           "request_timeout_s": str(settings.request_timeout_s)}
     if settings.model_dir:
         env["model_dir"] = settings.model_dir
     for key, value in env.items():
@@ -159,5 +164,6 @@ def _run_workers(args: argparse.Namespace, settings, url: str) -> int:
     print(f"shoprec service on {url} with {args.workers} workers", flush=True)
     uvicorn.run("shoprec.serve.app:app_from_env", factory=True, workers=args.workers, host=settings.host,
                 port=settings.port, access_log=args.access_log, ws="none",
+                http="shoprec.serve.http_protocol:DeadlineProtocol", timeout_keep_alive=settings.idle_timeout_s,
                 log_level="warning" if args.quiet else "info")
     return 0

@@ -198,6 +198,16 @@ class Pseudonymizer:
         """Pseudonyms of a raw id under every key, current first (to find pre-rotation data)."""
         return [self._with(key, raw_id) for key in self._keys]
 
+    def derive_secret(self, label: str) -> bytes:
+        """A 32-byte secret for another purpose (say, signing tokens), derived from the current
+        key under `label`: it cannot be turned back into the key or into pseudonyms.
+
+        The HMAC runs under a key of its own (a hash of the pseudonym key with a fixed prefix),
+        never under the pseudonym key itself, so no shopper id, whatever its text, has a
+        pseudonym that is part of a derived secret."""
+        derive_key = hashlib.sha256(b"shoprec derivation key\x00" + self._keys[0].secret).digest()
+        return hmac.new(derive_key, label.encode("utf-8"), hashlib.sha256).digest()
+
     def _with(self, key: _Key, raw_id: str) -> str:
         if not isinstance(raw_id, str) or not raw_id:
             raise ConfigError(f"A shopper id must be a non-empty string. Got {raw_id!r} instead.")

@@ -6,7 +6,13 @@ and the roles, never the secret itself; a presented key is hashed and compared w
 and an unknown key id costs the same comparison as a known one.
 
 Roles: `ingest` (events, catalogue writes), `read` (recommendations, similar items, catalogue
-reads, model status, stats), `admin` (everything, including export/erase, model reload and keys).
+reads, model status, stats), `history` (a read key with it sees the shopper's history in
+explanations and `recent`; without it, explanations name no history item), `admin` (everything,
+including export/erase, model reload and keys). Shopper and dashboard tokens
+(`shoprec.serve.tokens`) authenticate here too, as principals of their own kind.
+
+The stored keys are cached and re-read every few seconds on a background thread, so a request
+never waits for the database to authenticate (a revoked key stops working within `refresh_s`).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from dataclasses import dataclass
 
 from shoprec.errors import ConfigError
 from shoprec.serve.storage import Store, StoredKey
+from shoprec.serve.tokens import PREFIX as TOKEN_PREFIX
+from shoprec.serve.tokens import TokenSigner
 
 __all__ = ["ROLES", "KeyRing", "Principal", "RateLimiter"]
 
-ROLES = ("ingest", "read", "admin")
+ROLES = ("ingest", "read", "history", "admin")
 _KEY = re.compile(r"^sr_([0-9a-f]{12})_([0-9a-f]{64})$")
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 _BOOTSTRAP_ID = "bootstrap"
@@ -32,14 +40,32 @@ _BOOTSTRAP_ID = "bootstrap"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name and id, and its roles."""
+    """Who is calling: the key's name and id, and its roles.
+
+    kind: "key" (an API key), "shopper" (a token bound to the shopper pseudonym `shopper`) or
+    "dashboard" (a token for the aggregate figures). source: the id of the key that sent it, or
+    that issued the token: client event ids are unique per source.
+    """
 
     name: str
     key_id: str
     roles: frozenset[str]
+    kind: str = "key"
+    shopper: str | None = None
+    source: str = ""
 
     def allows(self, role: str) -> bool:
         return "admin" in self.roles or role in self.roles
+
+    @property
+    def sees_history(self) -> bool:
+        """Whether responses may name items of the shopper's history: the shopper's own token,
+        an admin key, or a key with the `history` role."""
+        return self.kind == "shopper" or self.allows("history")
+
+    @property
+    def event_source(self) -> str:
+        return self.source or self.key_id
 
 
 def _sha256(text: str) -> str:
@@ -52,20 +78,44 @@ class KeyRing:
     admin_key: an optional bootstrap key with every role, held in memory only (from settings).
     """
 
-    def __init__(self, store: Store, admin_key: str | None = None, refresh_s: float = 5.0) -> None:
+    def __init__(self, store: Store, admin_key: str | None = None, refresh_s: float = 5.0,
+                 tokens: TokenSigner | None = None) -> None:
         self.store = store
+        self.tokens = tokens
         self._admin_hash = _sha256(admin_key) if admin_key else None
         self._refresh_s = refresh_s
         self._cache: dict[str, StoredKey] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
+        self._refreshing = False
         self._extra: dict[str, tuple[str, frozenset[str]]] = {}
 
     def refresh(self) -> None:
+        """Re-read the stored keys now (at start, and after this process creates or revokes one)."""
         keys = {k.key_id: k for k in self.store.list_keys()}
         with self._lock:
             self._cache = keys
             self._loaded_at = time.monotonic()
+
+    def _refresh_in_background(self) -> None:
+        """Start one re-read on a thread of its own when the cache is stale; requests go on with
+        the cache as it is (a slow database must not stall the event loop)."""
+        with self._lock:
+            if self._refreshing or time.monotonic() - self._loaded_at <= self._refresh_s:
+                return
+            self._refreshing = True
+
+        def run() -> None:
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a failed re-read keeps the cache; the next request retries
+                with self._lock:
+                    self._loaded_at = time.monotonic() - self._refresh_s / 2
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        threading.Thread(target=run, name="shoprec-key-refresh", daemon=True).start()
 
     def add_memory_key(self, name: str, secret: str, roles: frozenset[str]) -> None:
         """A key that lives only in this process (the demo page's key)."""
@@ -75,15 +125,23 @@ class KeyRing:
         """The principal of a presented key, or None when it is missing, unknown or revoked."""
         if not presented:
             return None
+        if presented.startswith(TOKEN_PREFIX):
+            claims = self.tokens.verify(presented) if self.tokens is not None else None
+            if claims is None:
+                return None
+            label = "shopper token" if claims.kind == "shopper" else "dashboard token"
+            # One rate-limit bucket per shopper (or per issuing key for dashboards).
+            bucket = f"token:{claims.shopper or claims.source}"
+            return Principal(label, bucket, claims.roles, kind=claims.kind, shopper=claims.shopper,
+                             source=claims.source)
         digest = _sha256(presented)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal("admin", _BOOTSTRAP_ID, frozenset({"admin"}))
         for known, (name, roles) in self._extra.items():
             if hmac.compare_digest(digest, known):
-                return Principal(name, "memory", roles)
+                return Principal(name, "memory", roles, source=f"memory-{name}"[:32])
         match = _KEY.match(presented)
-        if time.monotonic() - self._loaded_at > self._refresh_s:
-            self.refresh()
+        self._refresh_in_background()
         stored = self._cache.get(match.group(1)) if match else None
         expected = stored.secret_sha256 if stored else _DUMMY_HASH
         secret_hash = _sha256(match.group(2)) if match else digest

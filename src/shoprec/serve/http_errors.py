@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shoprec.errors import (
     ConfigError,
+    ConflictError,
     DataError,
     MissingExtraError,
     ModelFormatError,
@@ -46,6 +47,7 @@ _CODES = {
 # (exception class, status, code), most specific first.
 _LIBRARY = (
     (UnknownIdError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
     (NotFittedError, 503, "model_not_ready"),
     (ModelFormatError, 422, "bad_model_file"),
     (MissingExtraError, 503, "missing_extra"),
@@ -79,6 +81,9 @@ def install_handlers(app: FastAPI) -> None:
             {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
             for err in exc.errors()
         ]
+        if any(d["type"] == "json_invalid" for d in details):
+            return error_json(400, "malformed_json", "The request body is not valid JSON.",
+                              [d for d in details if d["type"] == "json_invalid"][:1])
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"])
         return error_json(422, "validation_error", f"{where}: {first['msg']}" if where else first["msg"], details)
@@ -93,7 +98,7 @@ def install_handlers(app: FastAPI) -> None:
     async def _library(request: Request, exc: ShoprecError) -> JSONResponse:
         for klass, status, code in _LIBRARY:
             if isinstance(exc, klass):
-                return error_json(status, code, str(exc))
+                return error_json(status, code, str(exc), getattr(exc, "details", None) or None)
         return error_json(400, "bad_request", str(exc))  # pragma: no cover - ShoprecError is last
 
     @app.exception_handler(Exception)
@@ -109,7 +114,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
 
     text = {
         400: "Malformed request body (not UTF-8 JSON)", 401: "Missing or invalid API key", 403: "The key lacks the role",
-        404: "Not found", 413: "Body or batch too large", 422: "Validation error",
+        404: "Not found", 409: "An event id re-used with another payload (details name the differences)",
+        413: "Body or batch too large", 422: "Validation error",
         429: "Rate limit exceeded (see Retry-After)", 503: "No model loaded or database down",
     }
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}

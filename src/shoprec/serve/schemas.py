@@ -7,9 +7,21 @@ Shopper ids travel in request bodies only, never in URLs, so that access logs ca
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from shoprec.data.schema import EVENT_TYPES
 
@@ -18,6 +30,8 @@ MAX_SHOPPER_ID = 256
 MAX_BATCH_SCHEMA = 10_000  # the configured batch limit (ServeSettings.max_batch) is checked too
 MAX_K_SCHEMA = 1000
 MAX_TIMESTAMP = 32_503_680_000  # year 3000
+MS_FROM = 1e11  # from here a timestamp number is milliseconds (1973-03-03 onwards); below it, seconds
+MAX_TIMESTAMP_MS = MAX_TIMESTAMP * 1000
 MAX_PRICE = 1e9
 
 # Printable ids without spaces: what shops use for SKUs and event ids.
@@ -31,7 +45,7 @@ ImpressionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Title = Annotated[str, StringConstraints(max_length=300, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 Category = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 EventType = Literal["view", "cart", "favourite", "purchase", "rating"]
-Role = Literal["ingest", "read", "admin"]
+Role = Literal["ingest", "read", "history", "admin"]
 Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 Weight = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -44,17 +58,56 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def to_epoch_seconds(value: object) -> int:
+    """Whole seconds since the Unix epoch from seconds (a number below MS_FROM), milliseconds
+    (from MS_FROM up) or an RFC 3339 date-time with a UTC offset; ValueError saying which forms
+    are accepted for anything else."""
+    if isinstance(value, str):
+        try:
+            parsed = _DATETIME.validate_python(value)
+        except ValidationError:
+            raise ValueError("a timestamp string must be an RFC 3339 date-time with a UTC offset, such as "
+                             "2026-12-02T10:15:00Z") from None
+        return math.floor(parsed.timestamp())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("a timestamp must be a number (seconds or milliseconds) or an RFC 3339 string")  # noqa: TRY004 - pydantic turns ValueError, not TypeError, into a 422
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"a timestamp number must lie in [0, {MAX_TIMESTAMP_MS}] (below 1e11 seconds since "
+                         "1970, from 1e11 milliseconds, up to the year 3000)")
+    return math.floor(value / 1000.0 if value >= MS_FROM else value)
+
+
+def _whole(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WHOLE = BeforeValidator(_whole)
+"""On an int field: JSON may also spell the integer 21.0 (JSON Schema counts that as an
+integer); strings and fractions stay errors."""
+
+_DATETIME = TypeAdapter(AwareDatetime)
+Timestamp = Annotated[int, BeforeValidator(to_epoch_seconds), WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS},
+    {"type": "number", "minimum": 0, "maximum": MAX_TIMESTAMP_MS},
+    {"type": "string", "format": "date-time"},
+]})]
+"""An event time in any of the accepted forms, as whole seconds since the epoch."""
+
+
 # ---- events -----------------------------------------------------------------------------------
-class EventIn(Strict):
-    """One behaviour event. `event_id` is the client's unique id for it (a UUID, say): sending
-    the same event again, as a retry does, stores it once."""
+class MyEventIn(Strict):
+    """One behaviour event of the shopper a token is bound to (`POST /v1/me/events`). `event_id`
+    is the client's unique id for it (a UUID, say): sending the same event again, as a retry
+    does, stores it once."""
 
     event_id: EventId
-    shopper_id: ShopperId
     item_id: ItemId
     event: EventType
-    timestamp: Annotated[int, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
-        default=None, description="seconds since the Unix epoch (UTC); default: when received"
+    timestamp: Timestamp | None = Field(
+        default=None,
+        description="when it happened: a number below 1e11 is seconds since the Unix epoch (UTC), from 1e11 up "
+                    "it is milliseconds (1973 onwards, up to the year 3000); or an RFC 3339 date-time with a "
+                    "UTC offset (2026-12-02T10:15:00Z); default: when received",
     )
     value: Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)] | None = Field(
         default=None, description="the rating of a rating event, the quantity of a purchase"
@@ -64,13 +117,28 @@ class EventIn(Strict):
     )
 
 
+class EventIn(MyEventIn):
+    """One behaviour event of a shopper. `event_id` is the client's unique id for it (a UUID,
+    say): sending the same event again, as a retry does, stores it once."""
+
+    shopper_id: ShopperId
+
+
 class EventBatch(Strict):
     events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH_SCHEMA)]
 
 
+class MyEventBatch(Strict):
+    events: Annotated[list[MyEventIn], Field(min_length=1, max_length=MAX_BATCH_SCHEMA)]
+
+
 class IngestResult(BaseModel):
     accepted: int = Field(description="events stored by this request")
-    duplicates: int = Field(description="events skipped because their event_id was stored before")
+    duplicates: int = Field(description="events skipped because this source stored their event_id, with the "
+                                        "same payload, before")
+    unknown_items: int = Field(default=0, description="distinct item ids of these events that the catalogue "
+                                                      "does not hold (stored all the same)")
+    unknown_item_ids: list[str] = Field(default=[], description="the first 20 of them")
 
 
 # ---- catalogue --------------------------------------------------------------------------------
@@ -136,16 +204,24 @@ class Filters(Strict):
         return self
 
 
-class RecommendationRequest(Strict):
-    """For a known shopper (`shopper_id`: the stored history is used) or an anonymous session
-    (`session`: the history travels with the request, nothing is stored). Give exactly one."""
+class SlateOptions(Strict):
+    """A slate for the shopper a token is bound to (`POST /v1/me/recommendations`)."""
 
-    shopper_id: ShopperId | None = None
-    session: Annotated[list[SessionEvent], Field(max_length=200)] | None = None
-    k: Annotated[int, Field(ge=1, le=MAX_K_SCHEMA)] = 10
+    k: Annotated[int, Field(ge=1, le=MAX_K_SCHEMA), WHOLE] = 10
     filters: Filters | None = None
     exploration: Weight | None = Field(default=None, description="exploration weight override, 0 = exploit only")
     diversity: Weight | None = Field(default=None, description="diversity override, 0 = by score only")
+
+
+class RecommendationRequest(SlateOptions):
+    """For a known shopper (`shopper_id`: the stored history is used) or an anonymous session
+    (`session`: the history travels with the request, nothing is stored). Give exactly one."""
+
+    # The schema says "exactly one" too (oneOf), so a client generated from it cannot send neither or both.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["shopper_id"]}, {"required": ["session"]}]})
+
+    shopper_id: ShopperId = None  # type: ignore[assignment] - absent, never null (the schema has no null)
+    session: Annotated[list[SessionEvent], Field(max_length=200)] = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one_subject(self) -> RecommendationRequest:
@@ -210,6 +286,59 @@ class SimilarResponse(BaseModel):
     item_id: str
     model_version: str
     items: list[RecommendedItem]
+
+
+# ---- tokens -----------------------------------------------------------------------------------
+class _TokenOptions(Strict):
+    roles: Annotated[list[Literal["read", "ingest"]], Field(min_length=1, max_length=2)] = Field(
+        default=["read", "ingest"], description="what the token may do; the issuing key must hold each role "
+                                                "(a dashboard token reads only)")
+    ttl_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600), WHOLE] = Field(
+        default=900, description="lifetime in seconds (at most the service's token_ttl_s)")
+
+
+class ShopperTokenRequest(_TokenOptions):
+    """A token bound to one shopper."""
+
+    shopper_id: ShopperId
+
+
+class SessionTokenRequest(_TokenOptions):
+    """A token for a new anonymous session: the service makes up a shopper id and binds the token to it."""
+
+    session: Literal[True]
+
+
+class DashboardTokenRequest(_TokenOptions):
+    """A token for the dashboard's aggregate figures (stats, model status, online learning runs)."""
+
+    dashboard: Literal[True]
+
+
+TokenRequest = ShopperTokenRequest | SessionTokenRequest | DashboardTokenRequest
+"""One of the three: the body names exactly one of shopper_id, session: true, dashboard: true."""
+
+
+class UiSessionRequest(Strict):
+    """The demo page's request for a token: a sample shopper by number, a new guest, or the dashboard."""
+
+    sample: Annotated[int, Field(ge=0, le=1000)] | None = None
+    guest: bool = False
+    dashboard: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> UiSessionRequest:
+        if (self.sample is not None) + self.guest + self.dashboard != 1:
+            raise ValueError("give exactly one of sample, guest: true or dashboard: true")
+        return self
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="send it as `Authorization: Bearer <token>`")
+    kind: Literal["shopper", "dashboard"]
+    roles: list[str]
+    expires_at: int = Field(description="Unix seconds")
+    session_id: str | None = Field(default=None, description="the shopper id made up for a session token")
 
 
 # ---- shoppers' data ---------------------------------------------------------------------------

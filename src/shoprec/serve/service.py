@@ -17,7 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shoprec.errors import ConfigError, ModelFormatError
+from shoprec.errors import ConfigError, UnknownIdError
 from shoprec.privacy.pseudonym import Pseudonymizer
 from shoprec.serve.auth import KeyRing, Principal, RateLimiter
 from shoprec.serve.engine import ServingEngine
@@ -25,8 +25,9 @@ from shoprec.serve.http_errors import ApiError
 from shoprec.serve.settings import ServeSettings
 from shoprec.serve.storage import Store
 
-__all__ = ["Admin", "Ingester", "Metrics", "Reader", "Service", "ServiceDep", "get_service",
-           "reject_unknown_query", "require"]
+__all__ = ["Admin", "AnyReader", "DashboardReader", "Ingester", "KeyHolder", "MeIngester", "MeReader", "Metrics", "Reader", "Service", "ServiceDep", "ShopperIngester",
+           "ShopperReader", "bound_shopper", "credential", "get_service", "reject_unknown_query", "require",
+           "unauthorized"]
 
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-Key",
@@ -67,7 +68,6 @@ class Service:
     limiter: RateLimiter
     pseudonymizer: Pseudonymizer
     metrics: Metrics = field(default_factory=Metrics)
-    demo_key: str | None = None
     sample_shoppers: list[str] = field(default_factory=list)
     learner: Any = None  # the online learning worker (`shoprec.serve.online.OnlineLearner`)
     _catalogue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,20 +83,34 @@ class Service:
                 i not in view.position for i in self.engine.catalogue.ids.tolist()):
             self.learner.submit("grow")
 
+    def match_categories(self, wanted: list[str]) -> list[str]:
+        """The catalogue's own spelling of each wanted category, matched case-insensitively
+        (`bag` finds `Bag`); UnknownIdError (404) listing some known ones when none matches."""
+        known: dict[str, list[str]] = {}
+        for name in self.engine.catalogue.cat_code:
+            known.setdefault(name.casefold(), []).append(name)
+        matched = [name for w in wanted for name in known.get(w.casefold(), [])]
+        if not matched:
+            sample = sorted(n for names in known.values() for n in names if n)[:20]
+            raise UnknownIdError(
+                f"No catalogue category matches {', '.join(repr(w[:40]) for w in wanted[:5])} (compared "
+                f"case-insensitively). Known categories include: {', '.join(repr(n) for n in sample) or 'none'}.")
+        return list(dict.fromkeys(matched))
+
     def resolve_model_path(self, relative: str | None) -> Path:
         """The model file a reload may load: inside the model directory, and existing."""
         if relative is None:
             if not self.settings.model_path:
-                raise ConfigError("No model path given and none configured (--model).")
+                raise UnknownIdError("No model path given and none configured (--model): nothing to reload.")
             return Path(self.settings.model_path).expanduser().resolve()
         root = self.settings.models_root
         if root is None:
-            raise ConfigError("Reloading by path needs a model directory (--model-dir or --model).")
+            raise UnknownIdError("Reloading by path needs a model directory (--model-dir or --model).")
         path = (root / relative).resolve()
         if root not in path.parents:
             raise ConfigError(f"The model path must lie inside the model directory. Got {relative!r}.")
         if not path.is_file():
-            raise ModelFormatError(f"No model file {relative!r} in the model directory.")
+            raise UnknownIdError(f"No model file {relative!r} in the model directory.")
         return path
 
     def status(self) -> dict[str, Any]:
@@ -170,30 +184,68 @@ async def reject_unknown_query(request: Request) -> None:
                                                 f"allowed are {sorted(allowed)}")
 
 
-def require(role: str):
-    """A dependency that admits a request whose key has `role`, within the key's rate limit."""
+def credential(headers) -> str | None:
+    """The presented key or token: `X-API-Key`, else `Authorization: Bearer ...`."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() != "bearer ":
+        return None
+    return auth[7:].strip() or None
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "A valid API key or token is required (header X-API-Key, or "
+                                         "Authorization: Bearer).", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require(role: str | None, *, shopper_tokens: bool = False, dashboard_tokens: bool = False,
+            only_shopper_tokens: bool = False):
+    """A dependency that admits a request whose key has `role` (None: any API key), within the
+    key's rate limit.
+
+    shopper_tokens / dashboard_tokens: whether a shopper token (bound to one shopper: the
+    endpoint checks the binding) or a dashboard token may call the endpoint at all.
+    only_shopper_tokens: the /v1/me endpoints, which act on the token's shopper.
+    """
 
     # async: cheap checks run on the event loop instead of hopping to the thread pool.
     async def dependency(request: Request, key: str | None = Security(API_KEY_HEADER)) -> Principal:
         service = request.app.state.service
-        if key is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                key = auth[7:].strip()
-        principal = service.keys.authenticate(key)
+        # The edge middleware authenticated before the body was read; this is the fallback.
+        principal = getattr(request.state, "principal", None) or service.keys.authenticate(credential(request.headers))
         if principal is None:
-            raise ApiError(401, "unauthorized", "A valid API key is required (header X-API-Key).",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise unauthorized()
         wait = service.limiter.take(principal.key_id)
         if wait > 0:
-            raise ApiError(429, "rate_limited", f"Rate limit exceeded for key {principal.name!r}; retry later.",
+            raise ApiError(429, "rate_limited", f"Rate limit exceeded for {principal.name!r}; retry later.",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        if not principal.allows(role):
-            raise ApiError(403, "forbidden", f"This API key lacks the {role!r} role.")
+        if only_shopper_tokens and principal.kind != "shopper":
+            raise ApiError(403, "forbidden", "The /v1/me endpoints act on the shopper a token is bound to; "
+                                             "with an API key, name the shopper (shopper_id) on /v1/events or "
+                                             "/v1/recommendations.")
+        if principal.kind == "shopper" and not (shopper_tokens or only_shopper_tokens):
+            raise ApiError(403, "forbidden", "A shopper token reads recommendations, sends events and reads the "
+                                             "catalogue for its own shopper only.")
+        if principal.kind == "dashboard" and not dashboard_tokens:
+            raise ApiError(403, "forbidden", "A dashboard token reads the aggregate figures only "
+                                             "(stats, model status, online learning runs).")
+        if role is not None and not principal.allows(role):
+            raise ApiError(403, "forbidden", f"This credential lacks the {role!r} role.")
         return principal
 
-    dependency.__name__ = f"require_{role}"
+    dependency.__name__ = f"require_{role or 'key'}"
     return dependency
+
+
+def bound_shopper(service: Service, principal: Principal, shopper_id: str) -> list[str]:
+    """The pseudonyms a request may act on for `shopper_id` (current key first). A shopper token
+    naming another shopper is refused (403), never silently redirected."""
+    names = service.pseudonymizer.candidates(shopper_id)
+    if principal.kind == "shopper" and principal.shopper not in names:
+        raise ApiError(403, "forbidden", "This shopper token is bound to another shopper.")
+    return names
 
 
 # Dependencies as annotated types (FastAPI's recommended form): `service: ServiceDep, _: Reader`.
@@ -201,3 +253,10 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 Reader = Annotated[Principal, Depends(require("read"))]
 Ingester = Annotated[Principal, Depends(require("ingest"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+ShopperReader = Annotated[Principal, Depends(require("read", shopper_tokens=True))]
+ShopperIngester = Annotated[Principal, Depends(require("ingest", shopper_tokens=True))]
+DashboardReader = Annotated[Principal, Depends(require("read", dashboard_tokens=True))]
+KeyHolder = Annotated[Principal, Depends(require(None))]
+MeReader = Annotated[Principal, Depends(require("read", only_shopper_tokens=True))]
+MeIngester = Annotated[Principal, Depends(require("ingest", only_shopper_tokens=True))]
+AnyReader = Annotated[Principal, Depends(require("read", shopper_tokens=True, dashboard_tokens=True))]

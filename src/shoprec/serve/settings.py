@@ -16,6 +16,9 @@ from shoprec.errors import ConfigError, check_choice, check_float, check_int
 __all__ = ["ServeSettings", "default_data_dir", "default_key_file"]
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def default_data_dir() -> Path:
     """Where the embedded database and models live by default ($XDG_DATA_HOME/shoprec)."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -66,7 +69,19 @@ class ServeSettings:
     sqlite_synchronous: SQLite's synchronous pragma in WAL mode; NORMAL survives a crash of the
         process, FULL also a power cut, at the cost of an fsync per commit.
     metrics_public: serve /v1/metrics without a key (for a Prometheus on a private network).
-    demo: the page receives a demo key with read and ingest roles (only on loopback).
+    unknown_items: what an event for an item the catalogue does not hold gets: "count" (stored,
+        and counted in the response's `unknown_items`) or "reject" (422 naming the items).
+    allowed_hosts: comma-separated Host header values the service answers (others get 400),
+        "*" for any; empty (the default) means the loopback names in demo mode and any otherwise.
+        A check against DNS rebinding: a web page cannot reach a loopback service through a
+        name it controls.
+    max_in_flight: requests handled at once; more get 503 with Retry-After (backpressure).
+    request_timeout_s: a request's head and body must arrive within this many seconds of the
+        connection opening (or of the previous response), else the connection is closed.
+    idle_timeout_s: a keep-alive connection with no request for this long is closed.
+    token_ttl_s: the longest lifetime a shopper or dashboard token may have.
+    demo: the page gets shopper tokens for the sample shoppers and new guests from /ui/session
+        (only on a loopback address, with the Host header checked).
     """
 
     database_url: str = ""
@@ -95,6 +110,12 @@ class ServeSettings:
     new_item_days: int = 30
     sqlite_synchronous: str = "NORMAL"
     metrics_public: bool = False
+    unknown_items: str = "count"
+    allowed_hosts: str = ""
+    max_in_flight: int = 256
+    request_timeout_s: float = 10.0
+    idle_timeout_s: float = 5.0
+    token_ttl_s: int = 3600
     demo: bool = False
 
     def __post_init__(self) -> None:
@@ -127,6 +148,15 @@ class ServeSettings:
         check_float("diversity", self.diversity, 0.0, 1.0, where)
         check_int("new_item_days", self.new_item_days, 0, 36_500, where)
         check_choice("sqlite_synchronous", self.sqlite_synchronous, ("NORMAL", "FULL"), where)
+        check_choice("unknown_items", self.unknown_items, ("count", "reject"), where)
+        check_int("max_in_flight", self.max_in_flight, 1, 1_000_000, where)
+        check_float("request_timeout_s", self.request_timeout_s, 0.1, 3600.0, where)
+        check_float("idle_timeout_s", self.idle_timeout_s, 0.1, 3600.0, where)
+        check_int("token_ttl_s", self.token_ttl_s, 60, 7 * 24 * 3600, where)
+        if self.demo and self.host not in LOOPBACK_HOSTS:
+            raise ConfigError(f"Demo mode serves tokens to the page without a key, so it binds to a loopback "
+                              f"address only ({', '.join(LOOPBACK_HOSTS)}). Got host {self.host!r} instead; "
+                              "drop --demo to serve on another interface, with API keys.")
         if self.admin_key is not None and len(self.admin_key) < 16:
             raise ConfigError(
                 f"The 'admin_key' parameter of ServeSettings must have at least 16 characters. "
@@ -138,6 +168,16 @@ class ServeSettings:
         from shoprec.explore.online import OnlineConfig
 
         return OnlineConfig(weight_rule=self.weight_rule, epsilon=self.epsilon, explore_budget=self.explore_budget)
+
+    @property
+    def host_allow_list(self) -> tuple[str, ...] | None:
+        """Host header values answered (names without port), or None for any."""
+        raw = self.allowed_hosts.strip()
+        if raw == "*" or (not raw and not self.demo):
+            return None
+        if not raw:
+            return ("127.0.0.1", "localhost", "::1", "[::1]")
+        return tuple(h.strip() for h in raw.split(",") if h.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -51,11 +51,14 @@ class Item(Base):
 
 
 class Event(Base):
-    """One behaviour event. `event_id` is the client's id: a retried batch is not counted twice."""
+    """One behaviour event. `event_id` is the client's id, unique per `source`: a retried batch
+    is not counted twice."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # The API key that sent it: a client's event ids are unique within its own source.
+    source: Mapped[str] = mapped_column(String(32), server_default="")
     event_id: Mapped[str] = mapped_column(String(ID_LEN))
     shopper: Mapped[str] = mapped_column(String(ID_LEN))
     item_id: Mapped[str] = mapped_column(String(ID_LEN))
@@ -66,7 +69,7 @@ class Event(Base):
     received_at: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (
-        UniqueConstraint("event_id", name="uq_events_event_id"),
+        UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
         Index("ix_events_shopper_ts", "shopper", "ts", "id"),
         Index("ix_events_impression", "impression_id"),
         Index("ix_events_received", "received_at"),
@@ -155,3 +158,4 @@ class ApiKey(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (UniqueConstraint("name", name="uq_api_keys_name"),)
+

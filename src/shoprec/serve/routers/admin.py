@@ -19,13 +19,15 @@ from shoprec.serve.schemas import (
     RetrainRun,
     Stats,
 )
-from shoprec.serve.service import Admin, Reader, ServiceDep
+from shoprec.serve.service import Admin, AnyReader, DashboardReader, ServiceDep
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
 @router.get("/model", response_model=ModelStatus, tags=["model"], summary="The served model")
-def model_status(service: ServiceDep, _: Reader) -> ModelStatus:
+def model_status(service: ServiceDep, _: AnyReader) -> ModelStatus:
+    """The served model, why it was chosen, its offline metrics, data window and privacy record:
+    no shopper's data, so any credential with the read role may ask (shopper tokens too)."""
     return ModelStatus(**service.status())
 
 
@@ -57,13 +59,14 @@ def retrain(service: ServiceDep, _: Admin) -> RetrainQueued:
 
 
 @router.get("/model/retrains", response_model=list[RetrainRun], tags=["model"], summary="Online learning runs")
-def retrains(service: ServiceDep, _: Reader,
+def retrains(service: ServiceDep, _: DashboardReader,
              limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[RetrainRun]:
     """The latest runs of the online learning job, newest first."""
     return [RetrainRun(**row) for row in service.store.retrains(limit)]
 
 
-@router.post("/keys", response_model=NewKey, status_code=201, tags=["keys"], summary="Create an API key")
+@router.post("/keys", response_model=NewKey, status_code=201, tags=["keys"], summary="Create an API key",
+             responses=error_responses(409))
 def create_key(req: KeyRequest, service: ServiceDep, _: Admin) -> NewKey:
     stored, secret = service.keys.create(req.name, list(dict.fromkeys(req.roles)))
     return NewKey(name=stored.name, key_id=stored.key_id, roles=sorted(stored.roles),
@@ -88,7 +91,7 @@ def revoke_key(name: Annotated[str, Path(min_length=1, max_length=64, pattern=r"
 @router.get("/stats", response_model=Stats, tags=["dashboard"], summary="Traffic, click-through, exploration")
 def stats(
     service: ServiceDep,
-    _: Reader,
+    _: DashboardReader,
     hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
     bucket_minutes: Annotated[int, Query(ge=1, le=24 * 60)] = 60,
 ) -> Stats:

@@ -21,7 +21,7 @@ from shoprec.serve.schemas import (
     SimilarResponse,
     UpsertResult,
 )
-from shoprec.serve.service import Ingester, Reader, Service, ServiceDep
+from shoprec.serve.service import Ingester, Service, ServiceDep, ShopperReader
 
 router = APIRouter(prefix="/v1/items", tags=["catalogue"], responses=ERROR_RESPONSES)
 
@@ -69,22 +69,24 @@ def patch_item(item_id: ItemPath, patch: ItemPatch, service: ServiceDep,
 
 
 @router.get("/{item_id}", response_model=ItemOut, summary="One catalogue item", responses=error_responses(404))
-def get_item(item_id: ItemPath, service: ServiceDep, _: Reader) -> ItemOut:
+def get_item(item_id: ItemPath, service: ServiceDep, _: ShopperReader) -> ItemOut:
     row = service.store.get_item(item_id)
     if row is None:
         raise UnknownIdError(f"No catalogue item {item_id!r}.")
     return ItemOut(**row)
 
 
-@router.get("", response_model=ItemPage, summary="A page of the catalogue")
+@router.get("", response_model=ItemPage, summary="A page of the catalogue", responses=error_responses(404))
 def list_items(
     service: ServiceDep,
-    _: Reader,
+    _: ShopperReader,
     category: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ItemPage:
-    rows, total = service.store.list_items(category, limit, offset)
+    # Case-insensitive, as the recommendation filter: `bag` finds `Bag`; no match is a 404.
+    categories = service.match_categories([category]) if category is not None else None
+    rows, total = service.store.list_items(categories, limit, offset)
     return ItemPage(items=[ItemOut(**r) for r in rows], total=total)
 
 
@@ -93,7 +95,7 @@ def list_items(
 def similar(
     item_id: ItemPath,
     service: ServiceDep,
-    _: Reader,
+    _: ShopperReader,
     k: Annotated[int, Query(ge=1, le=MAX_K_SCHEMA)] = 10,
 ) -> SimilarResponse:
     """Nearest items by the served model's item vectors (exact search for small catalogues,

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from shoprec.errors import ConfigError
+from shoprec.serve.auth import Principal
 from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
 from shoprec.serve.schemas import (
     ExplanationOut,
@@ -17,8 +18,9 @@ from shoprec.serve.schemas import (
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
+    SlateOptions,
 )
-from shoprec.serve.service import Reader, Service, ServiceDep
+from shoprec.serve.service import MeReader, Service, ServiceDep, ShopperReader, bound_shopper
 from shoprec.serve.views import Recommendation
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
@@ -29,35 +31,65 @@ def check_k(service: Service, k: int) -> None:
         raise ConfigError(f"The 'k' parameter must be an int in [1, {service.settings.max_k}]. Got {k} instead.")
 
 
-def to_items(recs: list[Recommendation]) -> list[RecommendedItem]:
+HIDDEN_HISTORY = "Picked for this shopper from their recent activity"
+"""What a history explanation says to a credential that may not see the shopper's history."""
+
+
+def to_items(recs: list[Recommendation], history_visible: bool = True) -> list[RecommendedItem]:
     return [
         RecommendedItem(
             rank=rank, item_id=r.item_id, title=r.title, category=r.category, price=r.price,
             score=r.score if np.isfinite(r.score) else 0.0, explored=r.explored, propensity=r.propensity,
-            explanation=ExplanationOut(code=r.explanation.code, text=r.explanation.text,
-                                       anchor_item_id=r.explanation.anchor_item_id, basis=r.explanation.basis),
+            explanation=_explanation(r, history_visible),
         )
         for rank, r in enumerate(recs, start=1)
     ]
 
 
+def _explanation(r: Recommendation, history_visible: bool) -> ExplanationOut:
+    e = r.explanation
+    if e.code == "history" and not history_visible:
+        return ExplanationOut(code=e.code, text=HIDDEN_HISTORY, anchor_item_id=None, basis=e.basis)
+    return ExplanationOut(code=e.code, text=e.text, anchor_item_id=e.anchor_item_id, basis=e.basis)
+
+
 @router.post("/recommendations", response_model=RecommendationResponse, summary="Recommend items",
-             responses=error_responses(503))
+             responses=error_responses(404, 503))
 def recommend(req: RecommendationRequest, service: ServiceDep,
-              _: Reader) -> RecommendationResponse:
+              principal: ShopperReader) -> RecommendationResponse:
     """Top-k items with an explanation each, from the shopper's history as stored right now
     (so an event ingested a moment ago already counts) or from the session given inline.
 
     For a known shopper the slate is drawn with their stored exploration state: the items of
     their earlier slates that got no click count as skips first (in one transaction with the
     state). Every item shown is logged as an impression with its propensity, and the response
-    carries the exploration weight and the signals it was set from."""
+    carries the exploration weight and the signals it was set from.
+
+    History items are named (in explanations and `recent`) only for the shopper's own token, an
+    admin key or a key with the `history` role; other read keys get the same slate with
+    explanations that cite no history item. A category filter matches case-insensitively; a
+    filter naming no known category is a 404 that lists some known ones."""
+    names = bound_shopper(service, principal, req.shopper_id) if req.shopper_id is not None else None
+    return slate(service, principal, req, names, req.session)
+
+
+@router.post("/me/recommendations", response_model=RecommendationResponse, responses=error_responses(404, 503),
+             summary="Recommend items to the shopper a token is bound to")
+def my_recommendations(req: SlateOptions, service: ServiceDep, principal: MeReader) -> RecommendationResponse:
+    """What `POST /v1/recommendations` returns for a known shopper, for the shopper the bearer
+    token is bound to (a browser or app holds the token; it never names a shopper id)."""
+    return slate(service, principal, req, [principal.shopper], None)
+
+
+def slate(service: Service, principal: Principal, req: SlateOptions, names: list[str] | None,
+          session) -> RecommendationResponse:
+    """One slate for a stored shopper (`names`: their pseudonyms, current key first) or an
+    anonymous session, logged as impressions."""
     check_k(service, req.k)
     settings = service.settings
     shopper = None
     state = space = None
-    if req.shopper_id is not None:
-        names = service.pseudonymizer.candidates(req.shopper_id)  # current key first
+    if names is not None:
         shopper = names[0]
         items, events = service.store.history(names, settings.history_limit)
         kind = "shopper"
@@ -65,13 +97,13 @@ def recommend(req: RecommendationRequest, service: ServiceDep,
             service.store.resolve_skips(shopper, service.feedback_hook())
             state, space = service.shopper_state(names)
     else:
-        items = [e.item_id for e in req.session or []]
-        events = [e.event for e in req.session or []]
+        items = [e.item_id for e in session or []]
+        events = [e.event for e in session or []]
         kind = "session"
     f = req.filters
     served = service.engine.recommend(
         items, events, req.k,
-        categories=f.categories if f else None,
+        categories=service.match_categories(f.categories) if f and f.categories else None,
         min_price=f.min_price if f else None,
         max_price=f.max_price if f else None,
         exploration=settings.exploration if req.exploration is None else req.exploration,
@@ -97,14 +129,15 @@ def recommend(req: RecommendationRequest, service: ServiceDep,
     explored = sum(r.explored for r in recs)
     m.impressions.labels("true").inc(explored)
     m.impressions.labels("false").inc(len(recs) - explored)
+    history_visible = principal.sees_history
     return RecommendationResponse(
         impression_id=impression_id, model=view.name if view else "", model_version=view.version if view else "",
-        policy=served.policy, items=to_items(recs),
+        policy=served.policy, items=to_items(recs, history_visible),
         exploration=ExplorationOut(weight=served.weight, rule=settings.weight_rule,
                                    overridden=req.exploration is not None or settings.exploration is not None,
                                    signals={k: float(v) for k, v in served.signals.items()}),
         path=served.path, degraded=served.degraded,
-        recent=_recent(service, items, events) if kind == "shopper" else [],
+        recent=_recent(service, items, events) if kind == "shopper" and history_visible else [],
     )
 
 

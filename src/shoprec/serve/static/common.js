@@ -1,15 +1,17 @@
-// Shared by the storefront and the dashboard: the API key and a fetch wrapper for /v1.
+// Shared by the storefront and the dashboard: the credential and a fetch wrapper for /v1.
+// The page never receives an API key. In demo mode it asks /ui/session for short-lived tokens
+// (one shopper's, or the dashboard's aggregate figures); otherwise the user pastes a key.
 "use strict";
 const shoprec = (() => {
   let key = localStorage.getItem("shoprec-key") || "";
-  let config = { demo: false, api_key: null, sample_shoppers: [], max_k: 100 };
+  let config = { demo: false, sample_shoppers: [], max_k: 100 };
 
   async function init() {
     const r = await fetch("/ui/config");
     config = await r.json();
-    if (config.api_key) key = config.api_key;  // demo mode: a read+ingest key for this page
     const box = document.getElementById("key-panel");
-    if (box && !config.api_key) {
+    if (config.demo) key = "";
+    if (box && !config.demo) {
       box.classList.remove("hidden");
       const input = document.getElementById("key-input");
       input.value = key;
@@ -22,10 +24,21 @@ const shoprec = (() => {
     return config;
   }
 
+  // Demo mode: a token for {sample: n}, {guest: true} or {dashboard: true}; it replaces the credential.
+  async function session(body) {
+    const r = await fetch("/ui/session", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const data = await r.json();
+    if (!r.ok) throw new Error((data && data.error && data.error.message) || `HTTP ${r.status}`);
+    key = data.token;
+    return data;
+  }
+
   async function api(method, path, body) {
     const r = await fetch(path, {
       method,
-      headers: { "X-API-Key": key, ...(body ? { "Content-Type": "application/json" } : {}) },
+      headers: { Authorization: `Bearer ${key}`, ...(body ? { "Content-Type": "application/json" } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
     const data = r.status === 204 ? null : await r.json();
@@ -51,5 +64,5 @@ const shoprec = (() => {
     s.classList.toggle("error", isError);
   }
 
-  return { init, api, el, status, get config() { return config; } };
+  return { init, session, api, el, status, get config() { return config; } };
 })();

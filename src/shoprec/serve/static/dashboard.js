@@ -161,7 +161,8 @@
   }
 
   async function main() {
-    await shoprec.init();
+    const config = await shoprec.init();
+    if (config.demo) await shoprec.session({ dashboard: true });  // aggregate figures only
     $("window").onchange = refresh;
     await refresh();
     setInterval(refresh, 5000);

@@ -2,7 +2,8 @@
 "use strict";
 (() => {
   const { api, el, status } = shoprec;
-  let shopper = null;
+  let shopper = null;   // a label in demo mode (the token names the shopper), else the shopper id typed
+  let byToken = false;  // demo mode: requests leave shopper_id out; the token's shopper is meant
   let impression = null;
   let lastIds = [];
   let counter = 0;
@@ -33,11 +34,12 @@
   async function refresh() {
     if (!shopper) return;
     const maxPrice = parseFloat($("max-price").value);
-    const body = { shopper_id: shopper, k: 12, diversity: parseFloat($("diversity").value) };
+    const body = { k: 12, diversity: parseFloat($("diversity").value) };
+    if (!byToken) body.shopper_id = shopper;
     if (!$("exploration-auto").checked) body.exploration = parseFloat($("exploration").value);
     if (!Number.isNaN(maxPrice)) body.filters = { max_price: maxPrice };
     try {
-      const res = await api("POST", "/v1/recommendations", body);
+      const res = await api("POST", byToken ? "/v1/me/recommendations" : "/v1/recommendations", body);
       impression = res.impression_id;
       const grid = $("recs");
       grid.replaceChildren(...res.items.map(card));
@@ -81,9 +83,9 @@
 
   async function act_on(item, kind) {
     try {
-      await api("POST", "/v1/events", {
-        event_id: eventId(), shopper_id: shopper, item_id: item.item_id, event: kind, impression_id: impression,
-      });
+      const event = { event_id: eventId(), item_id: item.item_id, event: kind, impression_id: impression };
+      if (byToken) await api("POST", "/v1/me/events", { events: [event] });
+      else await api("POST", "/v1/events", { ...event, shopper_id: shopper });
       const verb = { view: "viewed", cart: "added to cart", purchase: "bought" }[kind];
       $("history").prepend(el("li", {}, `${verb}: ${item.title || item.item_id}`));
       await refresh();
@@ -92,26 +94,45 @@
     }
   }
 
-  function choose(id) {
-    shopper = id.trim();
-    if (!shopper) return;
-    $("shopper-input").value = shopper;
+  function start(label) {
+    shopper = label;
     $("history").replaceChildren();
     lastIds = [];
+    describeModel();
     refresh();
+  }
+
+  function choose(id) {  // key mode: the shopper id typed
+    if (!id.trim()) return;
+    $("shopper-input").value = id.trim();
+    start(id.trim());
+  }
+
+  async function chooseByToken(request) {  // demo mode: a token for one sample shopper or a new guest
+    try {
+      const s = await shoprec.session(request);
+      byToken = true;
+      start(s.label);
+    } catch (err) {
+      status(err.message, true);
+    }
   }
 
   async function main() {
     const config = await shoprec.init();
-    for (const s of config.sample_shoppers) {
-      $("sample-shoppers").append(el("option", { value: s }));
-      $("sample-buttons").append(el("button", { class: "sample", onclick: () => choose(s) }, s));
+    if (config.demo) {
+      $("shopper-input").classList.add("hidden");
+      $("shopper-go").classList.add("hidden");
+      config.sample_shoppers.forEach((label, n) => {
+        $("sample-buttons").append(el("button", { class: "sample", onclick: () => chooseByToken({ sample: n }) }, label));
+      });
+      $("new-shopper").onclick = () => chooseByToken({ guest: true });
+    } else {
+      $("shopper-go").onclick = () => choose($("shopper-input").value);
+      $("shopper-input").onkeydown = (e) => { if (e.key === "Enter") choose($("shopper-input").value); };
+      $("new-shopper").onclick = () => choose("guest-" + Math.random().toString(36).slice(2, 8));
     }
-    $("shopper-go").onclick = () => choose($("shopper-input").value);
-    $("shopper-input").onkeydown = (e) => { if (e.key === "Enter") choose($("shopper-input").value); };
-    $("new-shopper").onclick = () => choose("guest-" + Math.random().toString(36).slice(2, 8));
     $("exploration-auto").onchange = () => { $("exploration").disabled = $("exploration-auto").checked; refresh(); };
-    describeModel();
     for (const id of ["exploration", "diversity"]) {
       $(id).oninput = () => { $(`${id}-value`).textContent = parseFloat($(id).value).toFixed(2); };
       $(id).onchange = refresh;

@@ -63,10 +63,10 @@ class CatalogueStore(StoreCore):
             row = conn.execute(select(t).where(t.c.item_id == item_id)).mappings().first()
         return dict(row) if row else None
 
-    def list_items(self, category: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
-        """A page of items (by id) and the total count matching the filter."""
+    def list_items(self, categories: list[str] | None, limit: int, offset: int) -> tuple[list[dict], int]:
+        """A page of items (by id) and the total count in any of `categories` (None: all)."""
         t = Item.__table__
-        where = [t.c.category == category] if category is not None else []
+        where = [t.c.category.in_(categories)] if categories is not None else []
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(t).where(*where).order_by(t.c.item_id).limit(limit).offset(offset)

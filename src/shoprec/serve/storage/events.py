@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text, update
 
+from shoprec.errors import ConflictError
 from shoprec.serve.storage.core import StoreCore
 from shoprec.serve.tables import Event, Impression, ShopperStateRow
 
@@ -28,6 +29,34 @@ space, dim, state (bytes) and n_feedback. Called inside the write transaction.""
 
 
 
+PAYLOAD_FIELDS = ("shopper", "item_id", "event", "ts", "value", "impression_id")
+"""What must match for a repeated event id to be a retry rather than a conflict."""
+_SHOWN_FIELDS = ("item_id", "event", "ts", "value", "impression_id")  # never echo a shopper's pseudonym
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], ts_given: bool) -> dict[str, Any]:
+    """The payload fields in which `new` differs from `old`: {field: {"stored", "sent"}} (the
+    shopper named without its value); `ts` only when the client sent one."""
+    out: dict[str, Any] = {}
+    for f in PAYLOAD_FIELDS:
+        if f == "ts" and not ts_given:
+            continue
+        a, b = old.get(f), new.get(f)
+        if a != b and not (isinstance(a, float) and isinstance(b, float) and abs(a - b) <= 1e-9 * max(abs(a), 1)):
+            out[f] = {"stored": a, "sent": b} if f in _SHOWN_FIELDS else "differs"
+    return out
+
+
+def _conflict(conflicts: list[dict[str, Any]]) -> ConflictError:
+    first = conflicts[0]
+    fields = ", ".join(first["differs"])
+    more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+    return ConflictError(
+        f"Event id {first['event_id']!r} was {'stored' if first['with'] == 'stored' else 'sent'} before with "
+        f"another payload ({fields} differ){more}; nothing of this request was stored. Use a new event id "
+        "for a new event; resend the same payload to retry.", conflicts[:20])
+
+
 class EventStore(StoreCore):
     """Events, impressions, exploration states, and a shopper's data (export, erase)."""
 
@@ -37,9 +66,12 @@ class EventStore(StoreCore):
         """Store events atomically; returns the event ids stored now (the rest were duplicates).
 
         rows: dicts with event_id, shopper (a pseudonym), item_id, event, ts, value,
-        impression_id. An event id seen before (in this batch or any earlier one) is a duplicate
-        and is skipped, so that retrying a batch is safe. returning=False skips collecting the
-        stored ids (bulk imports) and returns an empty set.
+        impression_id, and optionally source (the sending key's id; default "") and ts_given
+        (False when the server filled in `ts`). An event id seen before from the same source (in
+        this batch or any earlier one) with the same payload is a duplicate and is skipped, so
+        that retrying a batch is safe; with another payload it is a ConflictError naming the
+        differences, and nothing of the batch is stored. returning=False skips collecting the
+        stored ids and the payload check (bulk imports) and returns an empty set.
         on_feedback: when given, every newly stored click (a CLICK_EVENTS event carrying the
         impression id of a slate that showed its item to the same shopper) is applied to that
         shopper's exploration state in the same transaction, once per shown item.
@@ -47,21 +79,52 @@ class EventStore(StoreCore):
         if not rows:
             return set()
         now = int(time.time())
-        unique: dict[str, dict[str, Any]] = {}
+        unique: dict[tuple[str, str], dict[str, Any]] = {}
+        conflicts: list[dict[str, Any]] = []
         for row in rows:  # bulk imports may give received_at (the demo's history is not live traffic)
-            unique.setdefault(row["event_id"], {"received_at": now, **row})
-        stmt = self._insert(Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+            row = {"received_at": now, "source": "", **row}
+            ts_given = row.pop("ts_given", True)
+            key = (row["source"], row["event_id"])
+            if key in unique:
+                differs = _differences(unique[key], row, ts_given)
+                if differs:
+                    conflicts.append({"event_id": row["event_id"], "differs": differs, "with": "this batch"})
+                continue
+            unique[key] = {**row, "_ts_given": ts_given}
+        if conflicts:
+            raise _conflict(conflicts)
+        t = Event.__table__
+        stmt = self._insert(t).on_conflict_do_nothing(index_elements=["source", "event_id"])
+        values = [{k: v for k, v in r.items() if k != "_ts_given"} for r in unique.values()]
         with self._write() as conn:
             if not returning:
-                conn.execute(stmt, list(unique.values()))
+                conn.execute(stmt, values)
                 return set()
-            inserted = set(conn.execute(stmt.returning(Event.__table__.c.event_id), list(unique.values())).scalars())
+            inserted = {tuple(r) for r in conn.execute(stmt.returning(t.c.source, t.c.event_id), values)}
+            repeated = [r for key, r in unique.items() if key not in inserted]
+            if repeated:
+                self._check_repeats(conn, repeated)  # raises (rolling back) when a payload differs
             if on_feedback is not None:
-                clicks = [r for r in unique.values() if r["event_id"] in inserted and r.get("impression_id")
+                clicks = [r for key, r in unique.items() if key in inserted and r.get("impression_id")
                           and r["event"] in CLICK_EVENTS]
                 if clicks:
                     self._apply_clicks(conn, clicks, on_feedback, now)
-            return inserted
+            return {event_id for _, event_id in inserted}
+
+    def _check_repeats(self, conn: Connection, repeated: list[dict[str, Any]]) -> None:
+        """Compare repeated event ids with what is stored under them; ConflictError on a difference."""
+        t = Event.__table__
+        conflicts = []
+        for source in {r["source"] for r in repeated}:
+            mine = {r["event_id"]: r for r in repeated if r["source"] == source}
+            stored = conn.execute(select(t.c.event_id, *(t.c[f] for f in PAYLOAD_FIELDS))
+                                  .where(t.c.source == source, t.c.event_id.in_(list(mine)))).mappings()
+            for old in stored:
+                differs = _differences(dict(old), mine[old["event_id"]], mine[old["event_id"]]["_ts_given"])
+                if differs:
+                    conflicts.append({"event_id": old["event_id"], "differs": differs, "with": "stored"})
+        if conflicts:
+            raise _conflict(conflicts)
 
     def _apply_clicks(self, conn: Connection, clicks: list[dict[str, Any]], hook: FeedbackHook, now: int) -> None:
         i = Impression.__table__

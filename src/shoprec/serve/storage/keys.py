@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from shoprec.errors import ConfigError
+from shoprec.errors import ConflictError
 from shoprec.serve.storage.core import StoreCore
 from shoprec.serve.tables import ApiKey
 
@@ -33,14 +33,14 @@ class KeyStore(StoreCore):
 
     # ---- API keys --------------------------------------------------------------------------
     def add_key(self, key_id: str, name: str, secret_sha256: str, roles: Iterable[str]) -> StoredKey:
-        """Store a new key; a name already in use is a ConfigError."""
+        """Store a new key; a name already in use is a ConflictError (409)."""
         t = ApiKey.__table__
         now = int(time.time())
         row = {"key_id": key_id, "name": name, "secret_sha256": secret_sha256,
                "roles": ",".join(sorted(roles)), "created_at": now, "revoked_at": None}
         with self._write() as conn:
             if conn.execute(select(t.c.key_id).where(t.c.name == name)).first():
-                raise ConfigError(f"An API key named {name!r} exists already.")
+                raise ConflictError(f"An API key named {name!r} exists already; revoke it first or pick another name.")
             conn.execute(t.insert(), [row])
         return _key(row)
 
