@@ -21,6 +21,11 @@ def _offline_and_few_threads(monkeypatch):
     # oversubscribing the 2-core CI machine.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # `shoprec serve` sets the process umask (077); a test that runs it in process gives it back.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_metrics_need_a_key_and_count_requests_by_route_template(client):
 # ---- events ------------------------------------------------------------------------------------
 def test_retried_event_batch_is_counted_once(client):
     batch = {"events": [event(f"e{i}", "alice", f"i{i}") for i in range(1, 4)]}
-    counted = {"unknown_items": 0, "unknown_item_ids": []}
+    counted = {"unknown_items": 0, "unknown_item_ids": [], "not_stored": 0}
     assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 3, "duplicates": 0, **counted}
     assert client.post("/v1/events/batch", json=batch, headers=ADMIN).json() == {"accepted": 0, "duplicates": 3, **counted}
     assert client.post("/v1/events", json=event("e1", "alice", "i1"), headers=ADMIN).json() == {
@@ -239,7 +239,7 @@ def test_export_then_erase_a_shopper(client):
     assert len(data["events"]) == 1 and len(data["impressions"]) == 3
     assert data["pseudonyms"][0].startswith("test.")
     r = client.post("/v1/shoppers/erase", json={"shopper_id": "ivy"}, headers=ADMIN)
-    assert r.json() == {"events_deleted": 1, "impressions_deleted": 3}
+    assert r.json() == {"events_deleted": 1, "impressions_deleted": 3, "model_files_changed": 0}
     assert _export(client, "ivy")["events"] == []
     assert recommend(client, shopper_id="ivy")["items"][0]["explanation"]["code"] == "popular"
 

@@ -55,15 +55,21 @@ def shop_server(database_url, pseudonymizer, knn, tiny_shop):
     server.stop()
 
 
+def _open_page(browser):
+    """A new page, and the list its script errors are collected in."""
+    page = browser.new_page()
+    page.set_default_timeout(60_000)  # a loaded 2-core CI machine is slow, not broken
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
 def _cards(page) -> list[str]:
     return page.locator("#recs .rec-card").evaluate_all("els => els.map(e => e.dataset.item)")
 
 
 def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_server):
-    page = browser.new_page()
-    page.set_default_timeout(60_000)  # a loaded 2-core CI machine is slow, not broken
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = _open_page(browser)
     requests = []
     page.on("request", lambda request: requests.append(request))
     page.goto(shop_server.url + "/")
@@ -122,10 +128,7 @@ def transformer_server(database_url, pseudonymizer, synthetic_shop, hashed_text)
 
 
 def test_a_new_shopper_buys_and_sees_the_weight_the_badges_and_what_the_slate_cites(browser, transformer_server):
-    page = browser.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = _open_page(browser)
     page.goto(transformer_server.url + "/")
     page.get_by_role("button", name="New shopper").click()  # the page gets a token for a new guest
     page.wait_for_selector("#recs .rec-card")
@@ -156,4 +159,27 @@ def test_a_new_shopper_buys_and_sees_the_weight_the_badges_and_what_the_slate_ci
     assert len(heights) == 10 and sum(h > 0 for h in heights) >= 1
     assert "Transformer" in page.locator("#model-words").inner_text()
     assert "trained without differential privacy" in page.locator("#model-table").inner_text()
+    assert errors == [], errors
+
+
+def test_a_shopper_chooses_no_personalisation_and_the_shop_keeps_nothing(browser, shop_server):
+    page, errors = _open_page(browser)
+    page.goto(shop_server.url + "/")
+    page.get_by_role("button", name="New shopper").click()
+    page.wait_for_selector("#recs .rec-card")
+    page.wait_for_function("() => document.querySelector('#privacy-words').textContent.includes('learn from')")
+
+    def buy_first() -> None:
+        impression = page.locator("#recs").get_attribute("data-impression")
+        page.locator("#recs .rec-card").first.get_by_role("button", name="Buy").click()
+        page.wait_for_function("imp => document.querySelector('#recs').dataset.impression !== imp", arg=impression)
+
+    buy_first()
+    assert page.locator("#recent li").count() == 1 and "purchase" in page.locator("#recent li").first.inner_text()
+    page.get_by_label("No personalisation: keep nothing of what I do").check()
+    page.wait_for_function("() => document.querySelector('#privacy-words').textContent.includes('1 stored events "
+                           "were deleted')")
+    buy_first()  # acknowledged by the service, but not stored
+    assert page.locator("#recent li").first.inner_text() == "nothing yet: a new shopper"
+    assert all(w.startswith("Popular") for w in page.locator("#recs .rec-card .why").all_inner_texts())
     assert errors == [], errors

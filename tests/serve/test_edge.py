@@ -43,7 +43,7 @@ def test_a_reused_event_id_with_another_payload_is_409_naming_the_differences(cl
 def test_a_retry_with_the_same_payload_is_a_duplicate_even_without_a_timestamp(client):
     assert client.post("/v1/events", json=event("e1", "ann", "i1"), headers=ADMIN).json()["accepted"] == 1
     assert client.post("/v1/events", json=event("e1", "ann", "i1"), headers=ADMIN).json() == {
-        "accepted": 0, "duplicates": 1, "unknown_items": 0, "unknown_item_ids": []}
+        "accepted": 0, "duplicates": 1, "unknown_items": 0, "unknown_item_ids": [], "not_stored": 0}
 
 
 def test_a_conflict_inside_one_batch_stores_nothing_of_it(client):
@@ -58,7 +58,8 @@ def test_events_for_unknown_items_are_counted_in_the_response(client):
     batch = {"events": [event("u1", "ann", "i1"), event("u2", "ann", "nope-1"), event("u3", "ann", "nope-1"),
                         event("u4", "ann", "nope-2")]}
     body = client.post("/v1/events/batch", json=batch, headers=ADMIN).json()
-    assert body == {"accepted": 4, "duplicates": 0, "unknown_items": 2, "unknown_item_ids": ["nope-1", "nope-2"]}
+    assert body == {"accepted": 4, "duplicates": 0, "unknown_items": 2, "unknown_item_ids": ["nope-1", "nope-2"],
+                    "not_stored": 0}
 
 
 def test_with_unknown_items_rejected_the_batch_is_422_and_stores_nothing(make_client):

@@ -136,6 +136,9 @@ CROSS_SHOPPER_ATTEMPTS = [
     ("POST", "/v1/tokens", {"shopper_id": "bob"}),
     ("GET", "/v1/health", None),
     ("GET", "/v1/metrics", None),
+    ("PUT", "/v1/shoppers/privacy", {"shopper_id": "bob", "choice": "none"}),
+    ("GET", "/v1/me/privacy", None),
+    ("PUT", "/v1/me/privacy", {"choice": "private"}),
 ]
 
 

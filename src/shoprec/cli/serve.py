@@ -53,6 +53,8 @@ def _log(args: argparse.Namespace, message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the app from settings and arguments, then run uvicorn until interrupted."""
+    # Everything the service writes (database, WAL, models, sidecars) is the owner's alone.
+    os.umask(0o077)
     from shoprec.errors import require_extra
 
     require_extra("uvicorn", "serve")

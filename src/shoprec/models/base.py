@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -400,7 +401,9 @@ class Recommender(ABC):
             arrays[f"m/{key}"] = arr
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:  # write then rename: a crash never leaves half a model
+        # Write then rename: a crash never leaves half a model. Owner-only: a model holds
+        # per-shopper state (pseudonymous ids, histories or factors).
+        with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as fh:
             np.savez(fh, **arrays)
         tmp.replace(path)
         return path

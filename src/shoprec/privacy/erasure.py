@@ -226,7 +226,7 @@ def forget_in_model_file(path: str | Path, ids: list[str]) -> ArtefactErasure:
                     arrays[p + "indptr"], arrays[p + "indices"], arrays[p + "data"] = indptr, indices, data
                     changed += [p + "indptr", p + "indices", p + "data"]
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as fh:  # owner-only, as saved
         np.savez(fh, **arrays)
     os.replace(tmp, path)
     # Check that the edited file still loads as the same kind of model.
@@ -243,6 +243,19 @@ def _drop_csr_rows(indptr, indices, data, keep):
     mask = keep[row_of]
     new_indptr = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(indptr.dtype)
     return new_indptr, indices[mask], None if data is None else data[mask]
+
+
+def forget_in_model(model, ids: list[str]):
+    """A copy of a fitted in-memory model without the shoppers' per-shopper state (what
+    `forget_in_model_file` does to a file, through a private temporary file)."""
+    import tempfile
+
+    from shoprec.models.base import Recommender
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = model.save(Path(tmp) / "model.npz")
+        forget_in_model_file(path, ids)
+        return Recommender.load(path)
 
 
 def forget_in_artefacts(paths: list[str | Path], ids: list[str]) -> list[ArtefactErasure]:

@@ -68,12 +68,16 @@ def create_app(
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         pseudonymizer=pseudonymizer, metrics=Metrics(),
     )
-    service.keys.refresh()
-    service.refresh_catalogue()
-    if model is not None:
-        service.serve_model(model)
-    elif settings.model_path:
-        service.serve_model(settings.model_path)
+    try:
+        service.keys.refresh()
+        service.refresh_catalogue()
+        if model is not None:
+            service.serve_model(model)
+        elif settings.model_path:
+            service.serve_model(settings.model_path)
+    except BaseException:
+        store.dispose()  # a service that cannot start leaves no open connection behind
+        raise
     service.metrics.model_loaded.set(1 if engine.model_view is not None else 0)
     service.learner = OnlineLearner(service, settings.retrain_every_s, settings.retrain_min_events,
                                     settings.retrain_epochs, follow_s=settings.follow_retrains_s)

@@ -107,13 +107,16 @@ class ServingEngine:
         """Replace the catalogue view (rows as `Store.all_items` returns them)."""
         self._catalogue = CatalogueView.from_rows(rows, self._catalogue.version + 1)
 
-    def load_model(self, path: str | Path) -> ModelView:
-        """Load a saved model (and its optional JSON sidecar) and serve it from now on."""
+    def load_model(self, path: str | Path, check=None) -> ModelView:
+        """Load a saved model (and its optional JSON sidecar) and serve it from now on.
+        check: called with the loaded model before it is served; raising keeps the old one."""
         from shoprec.models.base import Recommender
 
         path = Path(path)
         t0 = time.perf_counter()
         model = Recommender.load(path)
+        if check is not None:
+            check(model)
         sidecar = path.with_suffix(".json")
         info: dict[str, Any] = {}
         if sidecar.is_file():

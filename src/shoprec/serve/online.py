@@ -111,11 +111,20 @@ def retrain_once(store, model, info: dict[str, Any], out_dir: str | Path, min_ev
         ModelChoice,
         catalogue_from_store,
         dataset_from_store,
+        trains_privately,
         write_sidecar,
     )
 
     since = int((info.get("data_window") or {}).get("last_event_id") or 0)
+    if trains_privately(model):
+        # Fine-tuning would spend privacy budget that the model's accountant never counted.
+        return RetrainOutcome("kept", 0, None, None, "the served model is differentially private; online "
+                              "fine-tuning would spend budget its accountant has not counted: retrain it with "
+                              "shoprec train instead"), None
     frame = _new_events(store, since)
+    excluded = store.excluded_from_training(False)
+    if excluded:  # shoppers who chose "private" or "none"
+        frame = frame[~frame["user"].isin(excluded)]
     if len(frame) < min_events:
         return RetrainOutcome("kept", len(frame), None, None,
                               f"{len(frame)} new events since event {since}; waiting for {min_events}"), None

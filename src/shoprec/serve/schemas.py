@@ -3,6 +3,10 @@
 Requests are strict: unknown fields, wrong types (no "5" for 5), ids that are too long or hold
 control characters, and numbers out of range are 422 errors that say which field and why.
 Shopper ids travel in request bodies only, never in URLs, so that access logs cannot hold them.
+
+Long file: the whole public contract of the API in one place, in the order of the OpenAPI
+document (events, catalogue, recommendations, tokens, shoppers' data, model, keys, health,
+stats), so that a change to what clients send or receive is reviewed in one file.
 """
 
 from __future__ import annotations
@@ -139,6 +143,8 @@ class IngestResult(BaseModel):
     unknown_items: int = Field(default=0, description="distinct item ids of these events that the catalogue "
                                                       "does not hold (stored all the same)")
     unknown_item_ids: list[str] = Field(default=[], description="the first 20 of them")
+    not_stored: int = Field(default=0, description="events not stored because their shopper chose no "
+                                                   "personalisation (privacy choice none)")
 
 
 # ---- catalogue --------------------------------------------------------------------------------
@@ -377,8 +383,16 @@ class ExportedState(BaseModel):
     state: list[float] = Field(description="the packed posterior (covariance, mean, counters, interests, payoff)")
 
 
+PrivacyChoiceName = Literal["personalised", "private", "none"]
+PRIVACY_CHOICE_TEXT = (
+    "personalised: recommendations learn from the shopper's events; private: their events serve their own "
+    "recommendations but train only differentially private models; none: their events are not stored "
+    "(those stored so far are deleted) and nothing is logged about them")
+
+
 class ShopperExport(BaseModel):
     pseudonyms: list[str] = Field(description="how the shopper is stored (one per pseudonym key)")
+    privacy_choice: PrivacyChoiceName = "personalised"
     events: list[ExportedEvent]
     impressions: list[ExportedImpression]
     exploration_states: list[ExportedState] = []
@@ -387,6 +401,25 @@ class ShopperExport(BaseModel):
 class EraseResult(BaseModel):
     events_deleted: int
     impressions_deleted: int
+    model_files_changed: int = Field(default=0, description="model files the shopper's per-shopper state was "
+                                                            "removed from (the served one included)")
+
+
+class PrivacyChoiceIn(Strict):
+    """The privacy choice of the shopper a token is bound to."""
+
+    choice: PrivacyChoiceName = Field(description=PRIVACY_CHOICE_TEXT)
+
+
+class ShopperPrivacyIn(PrivacyChoiceIn):
+    """A shopper's privacy choice, as the shop's backend records it."""
+
+    shopper_id: ShopperId
+
+
+class PrivacyChoiceOut(BaseModel):
+    choice: PrivacyChoiceName
+    events_deleted: int = Field(default=0, description="stored events deleted because the choice is none")
 
 
 # ---- model, keys, health, stats ---------------------------------------------------------------

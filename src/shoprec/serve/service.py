@@ -6,6 +6,7 @@ services (one per test, say) live side by side in one process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -125,15 +126,71 @@ class Service:
     def log(self, message: str) -> None:
         logging.getLogger("shoprec.serve").warning(message)
 
+    # ---- privacy choices and erasure ------------------------------------------------------------
+    @staticmethod
+    def tombstone_digests(names: list[str]) -> list[str]:
+        """What a tombstone stores for each pseudonym: a hash of it (pseudonyms are keyed HMACs,
+        so the hash reveals nothing more), stable across pseudonym-key rotations."""
+        return [hashlib.sha256(b"shoprec tombstone\x00" + n.encode("utf-8")).hexdigest() for n in names]
+
+    def privacy_of(self, names: list[str]) -> tuple[str, bool]:
+        """(choice, erased) of the shopper with these pseudonyms (current key first)."""
+        return self.store.shopper_privacy(names, self.tombstone_digests(names))
+
+    def erase(self, names: list[str]) -> tuple[int, int, int]:
+        """Everything about the shopper, everywhere the service keeps it: stored rows (and SQLite's
+        WAL), the per-shopper state of every model file in the model directory and of the served
+        model in memory; a tombstone stops later logging. Returns (events, impressions, model
+        files changed)."""
+        n_events, n_impressions = self.store.erase_shopper(names, self.tombstone_digests(names))
+        return n_events, n_impressions, self.forget_in_models(names)
+
+    def forget_in_models(self, names: list[str]) -> int:
+        """Remove the shopper's per-shopper state from the model files the service serves or
+        wrote, and serve the edited model. Other worker processes load it within
+        `follow_retrains_s` (the edit is recorded as a swapped run, trigger "erase")."""
+        import numpy as np
+
+        from shoprec.privacy.erasure import forget_in_model, forget_in_model_file
+
+        view = self.engine.model_view
+        root = self.settings.models_root
+        files = set(root.rglob("*.npz")) if root is not None and root.is_dir() else set()
+        if view is not None and view.path:
+            files.add(Path(view.path).resolve())
+        changed = sum(forget_in_model_file(f, names).users_removed > 0 for f in sorted(files))
+        if view is None or not np.isin(view.model.users_.ids, np.asarray(names, dtype=str)).any():
+            return changed
+        if view.path:
+            self.serve_model(view.path)  # the file was edited above
+            run = self.store.start_retrain("erase")
+            self.store.finish_retrain(run, status="swapped", model_version=self.engine.model_view.version,
+                                      model_path=str(view.path), message="a shopper was erased from the model")
+        else:  # a model served from memory (tests, an embedding application)
+            self.engine.set_model(forget_in_model(view.model, names), info=view.info)
+        return changed
+
     # ---- the served model and its exploration learner ----------------------------------------
     def serve_model(self, model_or_path) -> None:
         """Serve a fitted model (or the model file at a path), then rebuild the explorer's shared
         statistics from the stored feedback, as they stood before a restart or reload."""
+        check = self._check_private if self.settings.private_models_only else None
         if isinstance(model_or_path, (str, Path)):
-            self.engine.load_model(model_or_path)
+            self.engine.load_model(model_or_path, check=check)
         else:
+            if check is not None:
+                check(model_or_path)
             self.engine.set_model(model_or_path)
         self.engine.replay_feedback(self.store.feedback_log())
+
+    @staticmethod
+    def _check_private(model) -> None:
+        from shoprec.serve.training import trains_privately
+
+        if not trains_privately(model):
+            raise ConfigError(f"This service serves only differentially private models (private_models_only), "
+                              f"and the {model.name!r} model was trained without differential privacy. Train "
+                              "one with `shoprec train --model dp-... --epsilon E`.")
 
     def shopper_state(self, names: list[str]):
         """(state, space) stored for a shopper under any of their pseudonyms, or (None, None)."""

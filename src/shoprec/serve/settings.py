@@ -80,6 +80,8 @@ class ServeSettings:
         connection opening (or of the previous response), else the connection is closed.
     idle_timeout_s: a keep-alive connection with no request for this long is closed.
     token_ttl_s: the longest lifetime a shopper or dashboard token may have.
+    private_models_only: serve only models trained with user-level differential privacy (a
+        model without a finite-epsilon accountant record is refused at start, reload and follow).
     demo: the page gets shopper tokens for the sample shoppers and new guests from /ui/session
         (only on a loopback address, with the Host header checked).
     """
@@ -116,6 +118,7 @@ class ServeSettings:
     request_timeout_s: float = 10.0
     idle_timeout_s: float = 5.0
     token_ttl_s: int = 3600
+    private_models_only: bool = False
     demo: bool = False
 
     def __post_init__(self) -> None:

@@ -159,3 +159,25 @@ class ApiKey(Base):
 
     __table_args__ = (UniqueConstraint("name", name="uq_api_keys_name"),)
 
+
+
+class PrivacyChoice(Base):
+    """A shopper's privacy choice (no row: personalised). "private": their events train only
+    differentially private models; "none": their events are not stored beyond the request."""
+
+    __tablename__ = "privacy_choices"
+
+    shopper: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    choice: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Erasure(Base):
+    """A tombstone: a keyed digest of an erased pseudonym (never the pseudonym itself), so that
+    a request naming the shopper after the erasure logs nothing under them. A new event of the
+    shopper (they came back) removes it."""
+
+    __tablename__ = "erasures"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[int] = mapped_column(BigInteger)

@@ -13,6 +13,7 @@ reads the shopper's stored history, and the online learning job fine-tunes on wh
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,12 +86,28 @@ def catalogue_from_store(store):
         [(i, t, c, p) for i, t, c, p, _a, _t in items], columns=["item", "title", "category", "price"]))
 
 
-def dataset_from_store(store):
-    """Every stored event (with the stored catalogue) as a Dataset; EmptyDataError when none."""
+def trains_privately(model) -> bool:
+    """Whether a model (fitted, or configured and not yet fitted) trains with user-level
+    differential privacy: its accountant's report says so, or it is one of the private models
+    (`shoprec.privacy`) configured with a finite epsilon."""
+    report = getattr(model, "privacy_", None)
+    if report is not None:
+        return bool(report.private)
+    params = model.get_params()
+    epsilon = params.get("target_epsilon", params.get("epsilon"))
+    return (type(model).__module__.startswith("shoprec.privacy") and epsilon is not None
+            and math.isfinite(float(epsilon)))
+
+
+def dataset_from_store(store, private_model: bool = False):
+    """The stored events (with the stored catalogue) that a model may train on, as a Dataset;
+    EmptyDataError when none. Shoppers who chose "private" are left out unless the model is
+    differentially private (`private_model`); those who chose "none" always are."""
     from shoprec.data.dataset import Dataset
     from shoprec.data.schema import Interactions
 
-    rows = [r for chunk in store.iter_events() for r in chunk]
+    excluded = store.excluded_from_training(private_model)
+    rows = [r for chunk in store.iter_events() for r in chunk if not excluded or r[0] not in excluded]
     if not rows:
         raise EmptyDataError("The database holds no events to train on; ingest some first.")
     frame = pd.DataFrame(rows, columns=["user", "item", "event", "timestamp", "value"])
@@ -105,12 +122,14 @@ def train_from_store(store, path: str | Path, choice: ModelChoice | None = None,
     from shoprec.evaluate.protocol import evaluate as run_evaluation
     from shoprec.models.registry import make_model, model_class
 
-    data = dataset_from_store(store)
-    choice = choice or choose_model(data, budget_s)
+    if choice is None:
+        choice = choose_model(dataset_from_store(store), budget_s)
     log(f"serving {choice.reason}")
     params = dict(choice.params)
     if "verbose" in model_class(choice.name).param_defaults():
         params.setdefault("verbose", verbose)
+    # Shoppers who chose "private" train only a differentially private model.
+    data = dataset_from_store(store, private_model=trains_privately(make_model(choice.name, **params)))
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     if evaluate:

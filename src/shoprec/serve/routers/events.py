@@ -52,14 +52,25 @@ def ingest(service: Service, events: list[MyEventIn], principal: Principal,
         "value": e.value,
         "impression_id": e.impression_id,
     } for e in events]
+    shoppers = list(dict.fromkeys(r["shopper"] for r in rows))
+    digests = service.tombstone_digests(shoppers)
+    choices, erased = service.store.privacy_flags(shoppers, digests)
+    # A shopper who chose no personalisation: their events are not stored at all.
+    withheld = {s for s, c in choices.items() if c == "none"}
+    kept = [r for r in rows if r["shopper"] not in withheld] if withheld else rows
     hook = service.feedback_hook() if service.engine.model_view is not None else None
-    inserted = service.store.add_events(rows, on_feedback=hook)
-    duplicates = len(rows) - len(inserted)
+    inserted = service.store.add_events(kept, on_feedback=hook) if kept else set()
+    if erased:  # an erased shopper came back: their new events are stored, and they are logged again
+        back = {r["shopper"] for r in kept}
+        service.store.clear_tombstones([d for s, d in zip(shoppers, digests) if d in erased and s in back])
+    duplicates = len(kept) - len(inserted)
     service.metrics.events.labels("accepted").inc(len(inserted))
     if duplicates:
         service.metrics.events.labels("duplicate").inc(duplicates)
+    if len(kept) < len(rows):
+        service.metrics.events.labels("not_stored").inc(len(rows) - len(kept))
     return IngestResult(accepted=len(inserted), duplicates=duplicates, unknown_items=len(unknown),
-                        unknown_item_ids=unknown[:20])
+                        unknown_item_ids=unknown[:20], not_stored=len(rows) - len(kept))
 
 
 def _unknown_items(service: Service, events: list[MyEventIn]) -> list[str]:

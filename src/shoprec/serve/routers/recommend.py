@@ -89,11 +89,15 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
     settings = service.settings
     shopper = None
     state = space = None
+    logged = True
     if names is not None:
-        shopper = names[0]
+        choice, erased = service.privacy_of(names)
+        # Nothing is logged about an erased shopper (until they act again) or one who chose none.
+        logged = not erased and choice != "none"
+        shopper = names[0] if logged else None
         items, events = service.store.history(names, settings.history_limit)
         kind = "shopper"
-        if service.engine.model_view is not None:
+        if service.engine.model_view is not None and logged:
             service.store.resolve_skips(shopper, service.feedback_hook())
             state, space = service.shopper_state(names)
     else:
@@ -114,7 +118,7 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
     view = service.engine.model_view
     impression_id = uuid.uuid4().hex
     now = int(time.time())
-    service.store.log_impressions([
+    service.store.log_impressions([] if not logged else [
         {"impression_id": impression_id, "position": pos, "shopper": shopper, "item_id": r.item_id,
          "score": float(r.score) if np.isfinite(r.score) else 0.0, "propensity": r.propensity,
          "explored": r.explored, "reason": r.explanation.code, "policy": served.policy,

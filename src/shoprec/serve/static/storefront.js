@@ -94,11 +94,43 @@
     }
   }
 
+  const PRIVACY_WORDS = {
+    personalised: "Recommendations learn from your views and purchases.",
+    private: "Your activity shapes your own recommendations; shared models learn from it only with differential privacy.",
+    none: "Nothing you do is stored; recommendations are what is popular.",
+  };
+
+  function showPrivacy(choice, deleted) {
+    for (const input of document.querySelectorAll('input[name="privacy"]')) input.checked = input.value === choice;
+    $("privacy-words").textContent = PRIVACY_WORDS[choice] + (deleted ? ` ${deleted} stored events were deleted.` : "");
+  }
+
+  async function readPrivacy() {
+    if (!byToken) return;  // with a key, the choice is the shop's backend's to record
+    try {
+      showPrivacy((await api("GET", "/v1/me/privacy")).choice, 0);
+    } catch (err) {
+      status(err.message, true);
+    }
+  }
+
+  async function setPrivacy(choice) {
+    try {
+      const res = byToken ? await api("PUT", "/v1/me/privacy", { choice })
+        : await api("PUT", "/v1/shoppers/privacy", { shopper_id: shopper, choice });
+      showPrivacy(res.choice, res.events_deleted);
+      await refresh();
+    } catch (err) {
+      status(err.message, true);
+    }
+  }
+
   function start(label) {
     shopper = label;
     $("history").replaceChildren();
     lastIds = [];
     describeModel();
+    readPrivacy();
     refresh();
   }
 
@@ -138,6 +170,9 @@
       $(id).onchange = refresh;
     }
     $("max-price").onchange = refresh;
+    for (const input of document.querySelectorAll('input[name="privacy"]')) {
+      input.onchange = () => { if (shopper && input.checked) setPrivacy(input.value); };
+    }
     status("Choose a shopper, or create a new one.");
   }
 

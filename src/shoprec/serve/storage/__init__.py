@@ -8,8 +8,8 @@ Event ingestion is idempotent on the client's event id (`INSERT ... ON CONFLICT 
 a retried batch is not counted twice, even when two retries race.
 
 The store is one class (`Store`) assembled from one part per kind of data: `events` (events,
-impressions, exploration states, a shopper's data), `catalogue`, `keys` and `reports` (the
-dashboard), over the shared connection of `core`.
+impressions, exploration states, a shopper's export), `catalogue`, `keys`, `privacy` (choices,
+tombstones, erasure) and `reports` (the dashboard), over the shared connection of `core`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from shoprec.serve.storage.catalogue import CatalogueStore
 from shoprec.serve.storage.core import MIGRATIONS, StoreCore
 from shoprec.serve.storage.events import CLICK_EVENTS, EventStore, FeedbackHook
 from shoprec.serve.storage.keys import KeyStore, StoredKey
+from shoprec.serve.storage.privacy import PRIVACY_CHOICES, PrivacyStore
 from shoprec.serve.storage.reports import ReportStore
 
-__all__ = ["CLICK_EVENTS", "MIGRATIONS", "FeedbackHook", "Store", "StoreCore", "StoredKey"]
+__all__ = ["CLICK_EVENTS", "MIGRATIONS", "PRIVACY_CHOICES", "FeedbackHook", "Store", "StoreCore", "StoredKey"]
 
 
-class Store(EventStore, CatalogueStore, KeyStore, ReportStore):
+class Store(EventStore, CatalogueStore, KeyStore, PrivacyStore, ReportStore):
     """The database behind one service. `migrate()` before first use."""

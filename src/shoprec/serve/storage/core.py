@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,11 @@ class StoreCore:
                 # One shared connection, or every pooled connection would see its own empty db.
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
-                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                db = Path(path).expanduser()
+                db.parent.mkdir(parents=True, exist_ok=True)
+                if not db.exists():
+                    # Readable by the owner only; SQLite gives its -wal and -shm files the same mode.
+                    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
                 kwargs.update(connect_args={"timeout": 30, "check_same_thread": False},
                               pool_size=8, max_overflow=16)
         else:
@@ -46,6 +51,8 @@ class StoreCore:
                 cur.execute(f"PRAGMA synchronous={synchronous}")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.execute("PRAGMA foreign_keys=ON")
+                # Deleted rows are overwritten with zeros, not left in free pages (erasure).
+                cur.execute("PRAGMA secure_delete=ON")
                 cur.close()
 
         # SQLite has one writer at a time. Waiting on an in-process lock hands the turn over at

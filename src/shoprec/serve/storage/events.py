@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 
 from shoprec.errors import ConflictError
 from shoprec.serve.storage.core import StoreCore
@@ -302,13 +302,3 @@ class EventStore(StoreCore):
             ).mappings().all()
         return {"events": [dict(r) for r in events], "impressions": [dict(r) for r in impressions],
                 "states": [dict(r) for r in states]}
-
-    def erase_shopper(self, shoppers: Sequence[str]) -> tuple[int, int]:
-        """Delete a shopper's events, impressions and exploration state in one transaction;
-        returns the counts of events and impressions deleted."""
-        e, i, t = Event.__table__, Impression.__table__, ShopperStateRow.__table__
-        with self._write() as conn:
-            n_events = conn.execute(delete(e).where(e.c.shopper.in_(list(shoppers)))).rowcount
-            n_impr = conn.execute(delete(i).where(i.c.shopper.in_(list(shoppers)))).rowcount
-            conn.execute(delete(t).where(t.c.shopper.in_(list(shoppers))))
-        return int(n_events or 0), int(n_impr or 0)
