@@ -14,7 +14,7 @@ from shoprec.evaluate import SampledProtocol, evaluate, export_topk, read_topk, 
 from shoprec.evaluate.protocol import EvaluationResult
 from shoprec.models.popularity import Popularity, RandomRecommender
 
-RESCORED = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP", "coverage", "gini")
+RESCORED = ("HR", "Recall", "Precision", "F1", "NDCG", "MRR", "MAP", "coverage", "gini")
 
 
 @pytest.mark.parametrize("protocol", ["loo", "random"])

@@ -67,6 +67,8 @@ def test_full_ranking_metrics_match_the_hand_example(hand, block_size):
     assert m["HR@3"] == pytest.approx(2 / 3)
     assert m["Recall@3"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert m["Precision@3"] == pytest.approx((1 / 3 + 1 / 3 + 0) / 3)
+    # F1 per user: u0 P 1/3 R 1 -> 1/2; u1 P 1/3 R 1/3 -> 1/3; u3 no hit -> 0.
+    assert m["F1@3"] == pytest.approx((1 / 2 + 1 / 3 + 0) / 3)
     idcg3 = 1 + 1 / log2(3) + 1 / log2(4)
     assert m["NDCG@3"] == pytest.approx((1 / log2(3) + 1 / idcg3 + 0) / 3)
     assert m["MRR@3"] == pytest.approx((1 / 2 + 1 + 0) / 3)
@@ -75,6 +77,8 @@ def test_full_ranking_metrics_match_the_hand_example(hand, block_size):
     assert m["HR@10"] == pytest.approx(1.0)
     assert m["Recall@10"] == pytest.approx(1.0)
     assert m["Precision@10"] == pytest.approx((1 + 3 + 1) / 30)
+    f1 = [2 * p / (p + 1) for p in (1 / 10, 3 / 10, 1 / 10)]  # recall is 1 for everyone at 10
+    assert m["F1@10"] == pytest.approx(sum(f1) / 3)
     ndcg_u1 = (1 + 1 / log2(5) + 1 / log2(6)) / idcg3
     assert m["NDCG@10"] == pytest.approx((1 / log2(3) + ndcg_u1 + 1 / log2(7)) / 3)
     assert m["MRR@10"] == pytest.approx((1 / 2 + 1 + 1 / 6) / 3)

@@ -93,7 +93,7 @@ def score_export(
     n_items = len(items_vocab)
     out: dict[str, float] = {}
     for kk in ks:
-        sums = dict.fromkeys(("HR", "Recall", "Precision", "NDCG", "MRR", "MAP"), 0.0)
+        sums = dict.fromkeys(("HR", "Recall", "Precision", "F1", "NDCG", "MRR", "MAP"), 0.0)
         exposure: dict[str, int] = {}
         for user, relevant in truth.items():
             top = lists.get(user, [])[:kk]
@@ -111,6 +111,9 @@ def score_export(
             sums["HR"] += 1.0 if n_hit else 0.0
             sums["Recall"] += n_hit / len(relevant)
             sums["Precision"] += n_hit / kk
+            if n_hit:
+                p, r = n_hit / kk, n_hit / len(relevant)
+                sums["F1"] += 2 * p * r / (p + r)
             sums["NDCG"] += dcg / sum(1.0 / math.log2(r + 1) for r in range(1, n_ideal + 1))
             sums["MRR"] += rr
             sums["MAP"] += ap / n_ideal

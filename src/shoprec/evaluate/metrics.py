@@ -14,6 +14,8 @@ rank is the 1-based position in the list):
     HR@K         1 if any target is in the top K, else 0
     Recall@K     (targets in the top K) / n
     Precision@K  (targets in the top K) / K      (K is the cutoff, even where the list is shorter)
+    F1@K         2 P R / (P + R) of the user's Precision@K and Recall@K, 0 without a hit (per
+                 user, then averaged, as RecBole does; not the F1 of the averaged P and R)
     NDCG@K       DCG / IDCG, DCG = sum over hits of 1 / log2(rank + 1),
                  IDCG = sum_{r=1}^{min(n, K)} 1 / log2(r + 1)
     MRR@K        1 / rank of the first hit, 0 if there is none in the top K
@@ -42,7 +44,7 @@ import scipy.sparse as sp
 
 from shoprec.errors import ConfigError
 
-ACCURACY_METRICS: tuple[str, ...] = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
+ACCURACY_METRICS: tuple[str, ...] = ("HR", "Recall", "Precision", "F1", "NDCG", "MRR", "MAP")
 """Names of the accuracy metrics, in the order they are reported."""
 
 _ROWS_PER_CHUNK = 1024  # for the pairwise (users x K x K) computations of ILD
@@ -114,7 +116,7 @@ def hit_matrix(topk: np.ndarray, targets: sp.csr_matrix) -> np.ndarray:
 def ranking_metrics(
     hits: np.ndarray, n_targets: np.ndarray, k: Sequence[int] = (10,), prefix: str = ""
 ) -> dict[str, float]:
-    """Mean HR, Recall, Precision, NDCG, MRR and MAP at each cutoff in k (see module docstring).
+    """Mean HR, Recall, Precision, F1, NDCG, MRR and MAP at each cutoff in k (module docstring).
 
     hits: (n_users, max K) booleans, position 0 best; columns beyond its width count as misses.
     n_targets: (n_users,) number of targets per user, each >= 1.
@@ -142,10 +144,13 @@ def ranking_metrics(
     for kk in k:
         n_hit = cum_hits[:, kk - 1]
         n_ideal = np.minimum(n_targets, kk)
+        recall, precision = n_hit / n_targets, n_hit / kk
         values = {
             "HR": n_hit > 0,
-            "Recall": n_hit / n_targets,
-            "Precision": n_hit / kk,
+            "Recall": recall,
+            "Precision": precision,
+            "F1": np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(recall),
+                            where=n_hit > 0),
             "NDCG": dcg[:, kk - 1] / ideal[n_ideal.astype(np.int64)],
             "MRR": np.where(first < kk, 1.0 / (first + 1), 0.0),
             "MAP": ap_terms[:, kk - 1] / n_ideal,
