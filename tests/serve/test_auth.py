@@ -106,6 +106,7 @@ def test_keyring_rejects_bad_roles(database_url):
     _, secret = ring.create("y", ["read"])
     assert ring.authenticate(secret) == Principal("y", secret.split("_")[1], frozenset({"read"}))
     assert ring.authenticate(None) is None
+    ring.close()
     store.dispose()
 
 
@@ -122,4 +123,5 @@ def test_keys_are_compared_in_constant_time(monkeypatch, database_url):
     ring = KeyRing(store, admin_key="x" * 20)
     assert ring.authenticate("sr_123456789abc_" + "0" * 64) is None
     assert calls and all(len(a) == len(b) == 64 for a, b in calls)
+    ring.close()
     store.dispose()

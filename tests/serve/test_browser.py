@@ -99,8 +99,15 @@ def test_shopper_acts_and_recommendations_change_in_the_browser(browser, shop_se
     assert not [r for r in requests if "x-api-key" in r.headers]
     assert ADMIN_KEY not in page.evaluate("() => JSON.stringify(localStorage)")
 
+    import httpx
+
+    httpx.post(f"{shop_server.url}/v1/experiments", headers={"X-API-Key": ADMIN_KEY},
+               json={"id": "ab-1", "variants": {"greedy": {"exploration": 0.0}, "dynamic": {}}}).raise_for_status()
     page.goto(shop_server.url + "/dashboard")
     page.wait_for_selector("#tile-slates")
+    page.wait_for_selector("#experiment-table tr.variant")
+    assert page.locator("#experiment-table tr.variant").count() == 2
+    assert "ab-1: running" in page.locator("#experiment-words").inner_text()
     assert int(page.locator("#tile-slates .value").inner_text()) >= 3
     assert page.locator("#chart-traffic svg path.series").count() == 2
     assert page.locator("#tile-privacy .value").inner_text() == "not DP-trained"

@@ -27,7 +27,7 @@ def test_every_operation_is_documented_with_schemas_security_and_errors(client):
         "type": "apiKey", "in": "header", "name": "X-API-Key",
         "description": "An API key (`sr_<id>_<secret>`); `Authorization: Bearer <key>` works too."}
     operations = [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()]
-    assert len(operations) == 27
+    assert len(operations) == 31
     for path, method, op in operations:
         where = f"{method.upper()} {path}"
         assert path.startswith("/v1/"), where

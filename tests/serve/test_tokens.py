@@ -139,13 +139,19 @@ CROSS_SHOPPER_ATTEMPTS = [
     ("PUT", "/v1/shoppers/privacy", {"shopper_id": "bob", "choice": "none"}),
     ("GET", "/v1/me/privacy", None),
     ("PUT", "/v1/me/privacy", {"choice": "private"}),
+    ("POST", "/v1/experiments", {"id": "bobs", "variants": {"a": {}, "b": {}}}),
+    ("GET", "/v1/experiments", None),
+    ("GET", "/v1/experiments/bobs", None),
+    ("POST", "/v1/experiments/bobs/stop", None),
 ]
 
 
 def _template(url: str) -> str:
     for concrete, template in (("/v1/items/i3/similar", "/v1/items/{item_id}/similar"),
                                ("/v1/items/i3", "/v1/items/{item_id}"), ("/v1/items/i1", "/v1/items/{item_id}"),
-                               ("/v1/keys/admin", "/v1/keys/{name}")):
+                               ("/v1/keys/admin", "/v1/keys/{name}"),
+                               ("/v1/experiments/bobs", "/v1/experiments/{experiment_id}"),
+                               ("/v1/experiments/bobs/stop", "/v1/experiments/{experiment_id}/stop")):
         if url == concrete:
             return template
     return url

@@ -21,7 +21,17 @@ from shoprec.serve.engine import ServingEngine
 from shoprec.serve.http_errors import install_handlers
 from shoprec.serve.online import OnlineLearner
 from shoprec.serve.openapi import with_enforced_limits
-from shoprec.serve.routers import admin, catalogue, events, recommend, shoppers, system, tokens, web
+from shoprec.serve.routers import (
+    admin,
+    catalogue,
+    events,
+    experiments,
+    recommend,
+    shoppers,
+    system,
+    tokens,
+    web,
+)
 from shoprec.serve.service import Metrics, Service, reject_unknown_query
 from shoprec.serve.settings import ServeSettings
 from shoprec.serve.storage import Store
@@ -87,6 +97,7 @@ def create_app(
         service.learner.start()
         yield
         service.learner.stop()
+        service.keys.close()
         store.dispose()
 
     # FastAPIOffline: Swagger UI and ReDoc from packaged assets, so /docs works with no network.
@@ -99,7 +110,8 @@ def create_app(
             {"name": "events", "description": "Behaviour events, idempotent by client event id"},
             {"name": "catalogue", "description": "Catalogue import and updates; similar items"},
             {"name": "recommendations", "description": "Recommendations with explanations"},
-            {"name": "shoppers", "description": "Export and erasure of a shopper's data"},
+            {"name": "shoppers", "description": "Export and erasure of a shopper's data, and their privacy choice"},
+            {"name": "experiments", "description": "Online A/B experiments and their statistics"},
             {"name": "model", "description": "The served model: status and hot reload"},
             {"name": "keys", "description": "API keys and roles"},
             {"name": "dashboard", "description": "Statistics behind the dashboard"},
@@ -108,7 +120,7 @@ def create_app(
     )
     app.state.service = service
     install_handlers(app)
-    for module in (events, catalogue, recommend, shoppers, admin, tokens, system):
+    for module in (events, catalogue, recommend, shoppers, experiments, admin, tokens, system):
         app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")

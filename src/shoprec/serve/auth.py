@@ -115,7 +115,14 @@ class KeyRing:
                 with self._lock:
                     self._refreshing = False
 
-        threading.Thread(target=run, name="shoprec-key-refresh", daemon=True).start()
+        self._thread = threading.Thread(target=run, name="shoprec-key-refresh", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait for a refresh under way, so that no query runs after the store is disposed."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout)
 
     def add_memory_key(self, name: str, secret: str, roles: frozenset[str]) -> None:
         """A key that lives only in this process (the demo page's key)."""

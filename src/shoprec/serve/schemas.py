@@ -273,6 +273,11 @@ class RecentItem(BaseModel):
     event: str
 
 
+class ExperimentAssignment(BaseModel):
+    id: str
+    variant: str
+
+
 class RecommendationResponse(BaseModel):
     impression_id: str = Field(description="send it back with events on these items (click-through)")
     model: str
@@ -286,6 +291,8 @@ class RecommendationResponse(BaseModel):
     degraded: bool = Field(description="true when the latency budget sent this request to the cheaper path")
     recent: list[RecentItem] = Field(default=[], description="the latest events the slate was computed from, newest "
                                                             "first (what the explanations cite)")
+    experiment: ExperimentAssignment | None = Field(default=None, description="the A/B experiment running and "
+                                                                              "this shopper's variant in it")
 
 
 class SimilarResponse(BaseModel):
@@ -527,3 +534,77 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# ---- A/B experiments ------------------------------------------------------------------------
+ExperimentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+
+
+VariantName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-]+$")]
+
+
+class VariantIn(Strict):
+    """One arm: its weight in the split (shares are weights over their sum) and how it explores."""
+
+    weight: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] = Field(
+        default=1.0, description="relative size of the arm: shares are weights divided by their sum")
+    exploration: Weight | None = Field(default=None, description="a fixed exploration weight for this arm (0 is "
+                                                                 "greedy); none: the service's weight rule")
+
+
+class ExperimentIn(Strict):
+    """A new experiment; it starts at once. Variants by name, the first one is the control."""
+
+    id: ExperimentId
+    # pydantic writes the key pattern as patternProperties only; the schema must also say that no
+    # other key is allowed, or a client (or a fuzzer) reads any key as valid.
+    variants: Annotated[dict[VariantName, VariantIn], Field(
+        min_length=2, max_length=8,
+        json_schema_extra={"additionalProperties": False,
+                           "propertyNames": {"minLength": 1, "maxLength": 32, "pattern": r"^[A-Za-z0-9._\-]+$"}})]
+
+    def variant_list(self) -> list[dict]:
+        """[{name, share, exploration}] in the order given."""
+        total = sum(v.weight for v in self.variants.values())
+        return [{"name": name, "share": v.weight / total, "exploration": v.exploration}
+                for name, v in self.variants.items()]
+
+
+class Interval(BaseModel):
+    value: float | None
+    se: float | None
+    low: float | None
+    high: float | None
+
+
+class VariantReport(BaseModel):
+    name: str
+    share: float
+    exploration: float | None
+    shoppers: int
+    slates: int
+    click_through: Interval = Field(description="slates with a click / slates, 95% interval by the delta method "
+                                                "over shoppers")
+    purchases_per_slate: Interval
+
+
+class Comparison(BaseModel):
+    variant: str
+    metric: str
+    difference: float | None
+    low: float | None
+    high: float | None
+    relative: float | None
+    p_value: float | None
+
+
+class ExperimentReport(BaseModel):
+    id: str
+    started_at: int
+    stopped_at: int | None
+    control: str
+    variants: list[VariantReport]
+    comparisons: list[Comparison] = Field(description="each variant against the control: difference, 95% interval, "
+                                                      "two-sided p-value (z-test)")
+    sample_ratio: dict[str, float | bool | None] = Field(description="chi-square of shoppers per variant against the "
+                                                                     "shares; mismatch when p < 0.001")

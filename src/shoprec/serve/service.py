@@ -10,6 +10,7 @@ import hashlib
 import logging
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,8 @@ from shoprec.serve.storage import Store
 __all__ = ["Admin", "AnyReader", "DashboardReader", "Ingester", "KeyHolder", "MeIngester", "MeReader", "Metrics", "Reader", "Service", "ServiceDep", "ShopperIngester",
            "ShopperReader", "bound_shopper", "credential", "get_service", "reject_unknown_query", "require",
            "unauthorized"]
+
+EXPERIMENT_REFRESH_S = 5.0  # how stale a worker's view of the running experiment may be
 
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-Key",
@@ -72,6 +75,7 @@ class Service:
     sample_shoppers: list[str] = field(default_factory=list)
     learner: Any = None  # the online learning worker (`shoprec.serve.online.OnlineLearner`)
     _catalogue_lock: threading.Lock = field(default_factory=threading.Lock)
+    _experiment_cache: tuple[float, dict[str, Any] | None] | None = None
 
     def refresh_catalogue(self) -> None:
         """Re-read the catalogue into the engine (after a write); items the served model does not
@@ -125,6 +129,32 @@ class Service:
 
     def log(self, message: str) -> None:
         logging.getLogger("shoprec.serve").warning(message)
+
+    # ---- A/B experiments --------------------------------------------------------------------------
+    def running_experiment(self) -> dict[str, Any] | None:
+        """The experiment running now, read from the database at most every few seconds (so
+        every worker process sees a start or a stop within that time)."""
+        now = time.monotonic()
+        cached = self._experiment_cache
+        if cached is None or now - cached[0] > EXPERIMENT_REFRESH_S:
+            cached = self._experiment_cache = (now, self.store.running_experiment())
+        return cached[1]
+
+    def forget_experiment_cache(self) -> None:
+        self._experiment_cache = None
+
+    @staticmethod
+    def assign_variant(experiment: dict[str, Any], shopper: str) -> dict[str, Any]:
+        """The shopper's variant: a hash of experiment id and pseudonym, uniform in [0, 1), cut
+        at the variants' cumulative shares. Fixed for the experiment, independent across them."""
+        digest = hashlib.sha256(f"{experiment['experiment_id']}\x00{shopper}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        edge = 0.0
+        for variant in experiment["variants"]:
+            edge += variant["share"]
+            if u < edge:
+                return variant
+        return experiment["variants"][-1]  # shares sum to 1 up to rounding
 
     # ---- privacy choices and erasure ------------------------------------------------------------
     @staticmethod

@@ -99,12 +99,16 @@ class Impression(Base):
     # True once the learner has seen this item's outcome: a click on it, or a skip (the shopper's
     # next slate was asked for and this item was not clicked).
     feedback_applied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The A/B experiment running when the slate was served, and the shopper's variant in it.
+    experiment: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    variant: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("impression_id", "position", name="uq_impressions_slot"),
         Index("ix_impressions_shopper", "shopper"),
         Index("ix_impressions_created", "created_at"),
         Index("ix_impressions_open", "shopper", "feedback_applied"),
+        Index("ix_impressions_experiment", "experiment", "variant"),
     )
 
 
@@ -181,3 +185,15 @@ class Erasure(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     erased_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Experiment(Base):
+    """An online A/B experiment: its variants (JSON: name, share, exploration), when it ran. At
+    most one runs at a time; shoppers are assigned by a hash of experiment id and pseudonym."""
+
+    __tablename__ = "experiments"
+
+    experiment_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    variants: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    stopped_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

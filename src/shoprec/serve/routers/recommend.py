@@ -12,6 +12,7 @@ from shoprec.errors import ConfigError
 from shoprec.serve.auth import Principal
 from shoprec.serve.http_errors import ERROR_RESPONSES, error_responses
 from shoprec.serve.schemas import (
+    ExperimentAssignment,
     ExplanationOut,
     ExplorationOut,
     RecentItem,
@@ -105,12 +106,17 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
         events = [e.event for e in session or []]
         kind = "session"
     f = req.filters
+    experiment = service.running_experiment() if shopper is not None else None
+    variant = service.assign_variant(experiment, shopper) if experiment is not None else None
+    exploration = settings.exploration if req.exploration is None else req.exploration
+    if variant is not None and req.exploration is None and variant.get("exploration") is not None:
+        exploration = variant["exploration"]  # the arm's exploration; an explicit request override wins
     served = service.engine.recommend(
         items, events, req.k,
         categories=service.match_categories(f.categories) if f and f.categories else None,
         min_price=f.min_price if f else None,
         max_price=f.max_price if f else None,
-        exploration=settings.exploration if req.exploration is None else req.exploration,
+        exploration=exploration,
         diversity=settings.diversity if req.diversity is None else req.diversity,
         state=state, space=space,
     )
@@ -124,7 +130,8 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
          "explored": r.explored, "reason": r.explanation.code, "policy": served.policy,
          "model": view.version if view else "", "created_at": now, "z": z, "weight": served.weight,
          # An anonymous session has no state to teach, and an item shown by rule has no z.
-         "feedback_applied": shopper is None or z is None}
+         "feedback_applied": shopper is None or z is None,
+         "experiment": experiment["experiment_id"] if variant else None, "variant": variant["name"] if variant else None}
         for pos, (r, z) in enumerate(zip(recs, served.z))
     ])
     m = service.metrics
@@ -138,10 +145,11 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
         impression_id=impression_id, model=view.name if view else "", model_version=view.version if view else "",
         policy=served.policy, items=to_items(recs, history_visible),
         exploration=ExplorationOut(weight=served.weight, rule=settings.weight_rule,
-                                   overridden=req.exploration is not None or settings.exploration is not None,
+                                   overridden=exploration is not None,
                                    signals={k: float(v) for k, v in served.signals.items()}),
         path=served.path, degraded=served.degraded,
         recent=_recent(service, items, events) if kind == "shopper" and history_visible else [],
+        experiment=ExperimentAssignment(id=experiment["experiment_id"], variant=variant["name"]) if variant else None,
     )
 
 

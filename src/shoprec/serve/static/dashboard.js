@@ -154,10 +154,36 @@
       $("retrain-table").replaceChildren(head, ...(s.retrains || []).map((r) => el("tr", { class: `run-${r.status}` },
         el("td", {}, when(r.started_at)), el("td", {}, r.status), el("td", {}, `${r.n_events}`),
         el("td", {}, `${fmt(r.metric_before)} → ${fmt(r.metric_after)}`), el("td", {}, r.message))));
+      await showExperiment();
       status(`updated ${new Date().toLocaleTimeString()}`);
     } catch (err) {
       status(err.message, true);
     }
+  }
+
+  // The newest experiment: per variant click-through and purchases per slate with their 95%
+  // intervals, each variant against the control, and the sample-ratio check.
+  async function showExperiment() {
+    const [e] = await api("GET", "/v1/experiments");
+    if (!e) {
+      $("experiment-words").textContent = "No experiment yet (POST /v1/experiments starts one).";
+      $("experiment-table").replaceChildren();
+      return;
+    }
+    const p = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(2)}%`);
+    const ci = (i) => `${p(i.value)} [${p(i.low)}, ${p(i.high)}]`;
+    const srm = e.sample_ratio.mismatch ? " Sample ratio MISMATCH: do not read the differences." : "";
+    $("experiment-words").textContent = `${e.id}: ${e.stopped_at ? "stopped" : "running"} since ` +
+      `${when(e.started_at)}; control ${e.control}.${srm}`;
+    const vs = Object.fromEntries(e.comparisons.filter((c) => c.metric === "click_through").map((c) => [c.variant, c]));
+    const head = el("tr", {}, ...["variant", "shoppers", "slates", "click-through", "purchases / slate",
+      "vs control (click-through)"].map((h) => el("th", {}, h)));
+    $("experiment-table").replaceChildren(head, ...e.variants.map((v) => {
+      const c = vs[v.name];
+      const diff = c ? `${p(c.difference)} [${p(c.low)}, ${p(c.high)}], p = ${c.p_value === null ? "–" : c.p_value.toFixed(4)}` : "control";
+      return el("tr", { class: "variant" }, el("td", {}, v.name), el("td", {}, `${v.shoppers}`), el("td", {}, `${v.slates}`),
+        el("td", {}, ci(v.click_through)), el("td", {}, ci(v.purchases_per_slate)), el("td", {}, diff));
+    }));
   }
 
   async function main() {

@@ -9,7 +9,7 @@ a retried batch is not counted twice, even when two retries race.
 
 The store is one class (`Store`) assembled from one part per kind of data: `events` (events,
 impressions, exploration states, a shopper's export), `catalogue`, `keys`, `privacy` (choices,
-tombstones, erasure) and `reports` (the dashboard), over the shared connection of `core`.
+tombstones, erasure), `experiments` (A/B tests) and `reports` (the dashboard), over the shared connection of `core`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from shoprec.serve.storage.catalogue import CatalogueStore
 from shoprec.serve.storage.core import MIGRATIONS, StoreCore
 from shoprec.serve.storage.events import CLICK_EVENTS, EventStore, FeedbackHook
+from shoprec.serve.storage.experiments import ExperimentStore
 from shoprec.serve.storage.keys import KeyStore, StoredKey
 from shoprec.serve.storage.privacy import PRIVACY_CHOICES, PrivacyStore
 from shoprec.serve.storage.reports import ReportStore
@@ -24,5 +25,5 @@ from shoprec.serve.storage.reports import ReportStore
 __all__ = ["CLICK_EVENTS", "MIGRATIONS", "PRIVACY_CHOICES", "FeedbackHook", "Store", "StoreCore", "StoredKey"]
 
 
-class Store(EventStore, CatalogueStore, KeyStore, PrivacyStore, ReportStore):
+class Store(EventStore, CatalogueStore, KeyStore, PrivacyStore, ExperimentStore, ReportStore):
     """The database behind one service. `migrate()` before first use."""
