@@ -120,3 +120,15 @@ def test_a_worker_never_follows_a_model_file_outside_its_model_directory(make_cl
     _record_swap(service.store, elsewhere.fit(tiny_shop).save(tmp_path / "elsewhere" / "transformer.npz"))
     assert not service.learner.follow()
     assert worker.get("/v1/model", headers=ADMIN).json()["version"] == version
+
+
+def test_every_worker_sees_catalogue_writes_another_worker_made(make_client):
+    first, second = make_client(), make_client(with_catalogue=False)  # two processes, one database
+    learner = second.app.state.service.learner
+    assert not learner.follow_catalogue()  # the first look only notes what is there
+    r = first.put("/v1/items/i9", json={"title": "milk jug", "category": "kitchen", "price": 7.0}, headers=ADMIN)
+    assert r.status_code == 200
+    assert second.get("/v1/items/i9", headers=ADMIN).status_code == 200  # stored, so readable at once
+    assert "i9" not in second.app.state.service.engine.catalogue.row  # but not yet in the serving view
+    assert learner.follow_catalogue()
+    assert "i9" in second.app.state.service.engine.catalogue.row and not learner.follow_catalogue()

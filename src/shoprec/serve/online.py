@@ -193,6 +193,7 @@ class OnlineLearner:
         self._stop = threading.Event()
         self.running: str | None = None
         self.last: dict[str, Any] | None = None
+        self._catalogue_stamp: tuple[int, int] | None = None  # what follow_catalogue saw last
 
     def start(self) -> None:
         if self._thread is None:
@@ -247,6 +248,7 @@ class OnlineLearner:
     def _follow_safely(self) -> None:
         try:
             self.follow()
+            self.follow_catalogue()
         except Exception:  # noqa: BLE001 - a failed check keeps the served model; the next one retries
             self.service.log(f"follow failed: {traceback.format_exc(limit=3)}")
 
@@ -291,6 +293,18 @@ class OnlineLearner:
         service.serve_model(path)
         service.log(f"follow: now serving {path.name} (retrain run {latest['id']})")
         return True
+
+    def follow_catalogue(self) -> bool:
+        """Re-read the catalogue when another process wrote it (another worker, an import job);
+        True if it did."""
+        stamp = self.service.store.catalogue_stamp()
+        if stamp == self._catalogue_stamp:
+            return False
+        changed = self._catalogue_stamp is not None
+        self._catalogue_stamp = stamp
+        if changed:
+            self.service.refresh_catalogue()
+        return changed
 
     def grow(self) -> int:
         """Give catalogue items the served model does not know vectors from their text; returns

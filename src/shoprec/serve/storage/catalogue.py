@@ -83,6 +83,13 @@ class CatalogueStore(StoreCore):
                 .order_by(t.c.item_id)
             ).all()]
 
+    def catalogue_stamp(self) -> tuple[int, int]:
+        """(items, newest updated_at): changes whenever any process writes the catalogue."""
+        t = Item.__table__
+        with self.engine.connect() as conn:
+            n, newest = conn.execute(select(func.count(), func.max(t.c.updated_at))).one()
+        return int(n or 0), int(newest or 0)
+
     def count_items(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(Item.__table__)).scalar() or 0)
