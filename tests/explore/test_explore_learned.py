@@ -112,3 +112,21 @@ def test_learned_policy_state_round_trips_with_its_bandit():
     b = again.recommend(np.arange(N), cand, scores, np.random.default_rng(3))
     np.testing.assert_array_equal(a.items, b.items)
     np.testing.assert_array_equal(a.weight, b.weight)
+
+
+def test_the_online_explorer_serves_the_learned_rule_and_learns_its_weight():
+    from shoprec.explore import OnlineConfig, OnlineExplorer
+
+    rng = np.random.default_rng(0)
+    explorer = OnlineExplorer(OnlineConfig(weight_rule="learned"), rng.standard_normal((80, 8)),
+                              np.r_[np.arange(70) + 1.0, np.zeros(10)])
+    history = np.arange(5)
+    state = explorer.prior_state(history)
+    allowed = np.ones(80, bool)
+    allowed[history] = False
+    slate, _ = explorer.choose(state, history, rng.standard_normal(80), allowed, 10, rng)
+    assert slate.weight_signals["level"] == 0.0 and slate.weight == 0.0  # a fresh bandit starts greedy
+    assert np.all((slate.propensities > 0) & (slate.propensities <= 1))
+    before = explorer.shared_arrays()["levels/moments"].copy()
+    explorer.learn_weight(slate.weight_signals, 1.0)
+    assert explorer.shared_arrays()["levels/moments"][0] == before[0] + 1
