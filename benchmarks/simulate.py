@@ -60,6 +60,8 @@ def policies() -> dict:
             out[name] = PolicyConfig.parse(f"egreedy:{eps:g}", explore_order=order, label=name)
     out["dynamic"] = PolicyConfig.parse("dynamic")
     out["learned"] = PolicyConfig.parse("learned", explore_order="ucb")
+    # Not in the protocol: added afterwards (--add-policy), reported apart as a secondary result.
+    out["learned-uniform"] = PolicyConfig.parse("learned", explore_order="uniform", label="learned-uniform")
     return out
 
 
@@ -123,7 +125,12 @@ def main() -> int:
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--report-seeds", type=int, default=len(REPORT_SEEDS), help="for a quick check only")
     parser.add_argument("--scenario", default="calibrated", choices=("calibrated", "default", "shifting"))
+    parser.add_argument("--add-policy", default=None,
+                        help="run one more policy on the report seeds of an existing --out file and add its paired "
+                             "comparisons under 'secondary' (a result outside the protocol)")
     args, rest = parser.parse_known_args()
+    if args.add_policy:
+        return add_policy(args.add_policy, args.out, args.workers)
     if args.scenario != "calibrated":
         import subprocess
 
@@ -196,6 +203,38 @@ def main() -> int:
     print(markdown(results))
     print(f"\ntotal {total:.0f}s with {args.workers} workers; {results['timing']['ms_per_shopper_round']:.3f} ms "
           f"per shopper-round of policy simulation; written to {args.out}")
+    return 0
+
+
+def add_policy(name: str, path: str, workers: int) -> int:
+    """Run `name` on the report seeds of the results in `path` and add, per store, its summary and
+    paired differences against greedy, the best fixed epsilon and learned (same seeds, stores and
+    random numbers as the protocol's runs)."""
+    import json
+    from multiprocessing import get_context
+
+    results = json.loads(Path(path).read_text())
+    seeds = results["protocol"]["report_seeds"]
+    stores = list(results["stores"])
+    with get_context("spawn").Pool(workers) as pool:
+        cells = list(pool.imap(run_cell, [(s, seed, (name,)) for s in stores for seed in seeds]))
+    secondary = results.setdefault("secondary", {})
+    for s in stores:
+        r = results["stores"][s]
+        mine = {m: [c["runs"][name][m] for c in cells if c["store"] == s] for m in METRICS}
+        comps = {}
+        for other in ("greedy", r["best_fixed"], "learned", "dynamic"):
+            comps[f"{name} - {other}"] = {m: paired(mine[m], r["per_seed"][other][m])
+                                          for m in ("reward", "late_reward", "expected_reward", "discovered",
+                                                    "early_regret")}
+        summary = {m: float(np.nanmean(v)) for m, v in mine.items()}
+        secondary.setdefault(name, {})[s] = {"summary": summary, "comparisons": comps, "per_seed": mine}
+        g, b = comps[f"{name} - greedy"]["reward"], comps[f"{name} - {r['best_fixed']}"]["reward"]
+        print(f"{s}: {name} {summary['reward']:.3f}; vs greedy {g['relative']:+.1%} "
+              f"[{g['relative_ci95'][0]:+.1%}, {g['relative_ci95'][1]:+.1%}]; vs {r['best_fixed']} "
+              f"{b['relative']:+.1%} [{b['relative_ci95'][0]:+.1%}, {b['relative_ci95'][1]:+.1%}]; first-10% regret "
+              f"{summary['early_regret'] / r['summary']['greedy']['early_regret'] - 1:+.1%} vs greedy")
+    write_json(path, results)
     return 0
 
 
