@@ -175,7 +175,7 @@ def main() -> int:
         summary = {p: {m: float(np.nanmean(v)) for m, v in per[p].items()} for p in names}
         comparisons = {}
         for a, b in (("learned", "greedy"), ("learned", best[s]), ("learned", "dynamic"), ("dynamic", "greedy"),
-                     (best[s], "greedy")):
+                     ("dynamic", best[s]), (best[s], "greedy")):
             comparisons[f"{a} - {b}"] = {m: paired(per[a][m], per[b][m]) for m in ("reward", "late_reward",
                                                                                    "expected_reward", "discovered",
                                                                                    "early_regret")}
