@@ -1,13 +1,14 @@
 """Off-policy estimators on logs written by the learned exploration policy, against the truth.
 
-    python benchmarks/ope_learned.py [--seeds 5] [--rounds 40] [--workers 2]
+    python benchmarks/ope_learned.py [--seeds 5] [--rounds 40] [--workers 2] [--uniform-mix 0.1]
 
 For each calibrated store (benchmarks/stores/*.json) and report seed, the learned policy (the
 served rule, `PolicyConfig(kind="learned")`) logs `--rounds` rounds from its prior, with the
 exact propensities it logs, learning online as it goes. Uniformly drawn exploration slots
 (explore_order "uniform") give its log support outside the exploit top-k whenever its level is
 above 0; LinUCB-ordered slots would leave most alternatives unsupported, so the served order is
-not used for this logger. Targets (each frozen at its prior): greedy, egreedy:0.1, egreedy:0.2.
+not used for this logger. `--uniform-mix m` replaces a share m of its slates by uniformly random
+ones (a randomised variant of the rule, for support). Targets (each frozen at its prior): greedy, egreedy:0.1, egreedy:0.2.
 IPS, SNIPS, DM and DR estimate each target's expected clicks per slate on the logged requests;
 the simulator's truth is sum_j sum_a target(a | j) e_j P(click on a). Reported per estimator and
 target: bias (mean of estimate - truth, relative to the truth), 95% interval coverage over
@@ -30,16 +31,16 @@ from common import RESULTS, write_json
 TARGETS = ("greedy", "egreedy:0.1", "egreedy:0.2")
 
 
-def cell(task: tuple[str, int, int]) -> dict:
+def cell(task: tuple[str, int, int, float]) -> dict:
     from simulate import load_store, store_data
 
     from shoprec.explore import PolicyConfig
     from shoprec.simulation import SimulatedStore, off_policy_validation
 
-    name, seed, rounds = task
+    name, seed, rounds, mix = task
     config, _ = load_store(name)
     store = SimulatedStore.build(store_data(name), config, seed)
-    logger = PolicyConfig.parse("learned", explore_order="uniform", label="learned-uniform")
+    logger = PolicyConfig.parse("learned", explore_order="uniform", uniform_mix=mix, label="learned-uniform")
     t0 = time.perf_counter()
     out = off_policy_validation(store, logger, [PolicyConfig.parse(t) for t in TARGETS], rounds, seed,
                                 n_bootstrap=300)
@@ -52,11 +53,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--stores", default="online-retail,taobao,ml-1m")
-    parser.add_argument("--out", default=str(RESULTS / "ope-learned.json"))
+    parser.add_argument("--uniform-mix", type=float, default=0.0,
+                        help="share of the logger's slates drawn uniformly from the candidates (0: the rule as it is)")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/ope-learned[-mixM].json")
     args = parser.parse_args()
     from multiprocessing import get_context
 
-    tasks = [(s, seed, args.rounds) for s in args.stores.split(",") for seed in range(args.seeds)]
+    tasks = [(s, seed, args.rounds, args.uniform_mix) for s in args.stores.split(",") for seed in range(args.seeds)]
+    out = args.out or str(RESULTS / ("ope-learned.json" if args.uniform_mix == 0 else f"ope-learned-mix{args.uniform_mix:g}.json"))
     t0 = time.perf_counter()
     with get_context("spawn").Pool(args.workers) as pool:
         cells = list(pool.imap(cell, tasks))
@@ -74,8 +78,8 @@ def main() -> int:
         target, est = key.split(" ")
         print(f"| {target} | {est} | {r['bias']:+.3f} | {r['coverage']:.0%} | {r['relative_error']:.3f} |")
     total = time.perf_counter() - t0
-    write_json(args.out, {"settings": vars(args), "summary": rows, "cells": cells, "seconds": total})
-    print(f"\n{len(cells)} store-seeds, {total:.0f}s; written to {args.out}")
+    write_json(out, {"settings": vars(args), "summary": rows, "cells": cells, "seconds": total})
+    print(f"\n{len(cells)} store-seeds, {total:.0f}s; written to {out}")
     return 0
 
 
