@@ -206,6 +206,35 @@ def main() -> int:
     return 0
 
 
+def tuning_bandit(name: str, seed: int) -> dict:
+    """The learned policy's level bandit at the end of its run in one tuning-seed store."""
+    from shoprec.simulation import SimulatedStore, simulate
+
+    config, _ = load_store(name)
+    store = SimulatedStore.build(store_data(name), config, seed)
+    res = simulate(store, policies()["learned"], ROUNDS, seed)
+    return {"store": name, "seed": seed, "levels": res.learned.levels.to_arrays()}
+
+
+def tuning_bandit_task(task: tuple[str, int]) -> dict:
+    return tuning_bandit(*task)
+
+
+def run_warm(task: tuple[str, int, dict]) -> dict:
+    """One report-seed run of the learned policy whose bandit starts from `task[2]`'s arrays."""
+    from shoprec.explore.learned import LevelBandit
+    from shoprec.simulation import SimulatedStore, fresh_policy, simulate
+
+    name, seed, arrays = task
+    config, _ = load_store(name)
+    store = SimulatedStore.build(store_data(name), config, seed)
+    cfg = policies()["learned"]
+    pol = fresh_policy(store, cfg)
+    pol.levels = LevelBandit.from_arrays(arrays, cfg.levels)
+    res = simulate(store, pol, ROUNDS, seed)
+    return {"store": name, "seed": seed, "runs": {"learned-warm": {**res.summary(), "seconds": res.seconds}}}
+
+
 def add_policy(name: str, path: str, workers: int) -> int:
     """Run `name` on the report seeds of the results in `path` and add, per store, its summary and
     paired differences against greedy, the best fixed epsilon and learned (same seeds, stores and
@@ -217,7 +246,22 @@ def add_policy(name: str, path: str, workers: int) -> int:
     seeds = results["protocol"]["report_seeds"]
     stores = list(results["stores"])
     with get_context("spawn").Pool(workers) as pool:
-        cells = list(pool.imap(run_cell, [(s, seed, (name,)) for s in stores for seed in seeds]))
+        if name == "learned-warm":
+            # The learned rule with its bandit warm-started from its own runs on the tuning seeds
+            # (their pooled statistics), then updated online as usual.
+            warm = {}
+            for b in pool.imap(tuning_bandit_task, [(s, seed) for s in stores for seed in TUNING_SEEDS]):
+                prev = warm.get(b["store"])
+                arrays = {k: np.asarray(v, np.float64) for k, v in b["levels"].items()}
+                if prev is not None:
+                    ridge = results["protocol"].get("ridge", 1.0) * np.eye(arrays["precision"].shape[1])
+                    arrays = {"precision": prev["precision"] + arrays["precision"] - ridge,
+                              "reward_sum": prev["reward_sum"] + arrays["reward_sum"],
+                              "moments": prev["moments"] + arrays["moments"], "levels": arrays["levels"]}
+                warm[b["store"]] = arrays
+            cells = list(pool.imap(run_warm, [(s, seed, warm[s]) for s in stores for seed in seeds]))
+        else:
+            cells = list(pool.imap(run_cell, [(s, seed, (name,)) for s in stores for seed in seeds]))
     secondary = results.setdefault("secondary", {})
     for s in stores:
         r = results["stores"][s]
