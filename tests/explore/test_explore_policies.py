@@ -80,7 +80,7 @@ def test_greedy_learns_from_feedback_too():
     [
         (lambda: PolicyConfig(kind="nope"), ConfigError,
          ("The 'kind' parameter of PolicyConfig must be one of ['greedy', 'egreedy', 'ucb', 'softmax', "
-          "'linucb', 'thompson', 'dynamic']. Got 'nope' instead.")),
+          "'linucb', 'thompson', 'dynamic', 'learned']. Got 'nope' instead.")),
         (lambda: PolicyConfig(kind="egreedy", epsilon=1.5), ConfigError,
          "The 'epsilon' parameter of PolicyConfig must be a number in [0.0, 1.0]. Got 1.5 instead."),
         (lambda: PolicyConfig.parse("egreedy:lots"), ConfigError,

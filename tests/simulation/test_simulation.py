@@ -77,8 +77,17 @@ def test_new_items_are_shown_only_after_they_arrive_and_the_oracle_is_never_beat
 def test_summary_reports_every_metric(store):
     summary = simulate(store, PolicyConfig.parse("egreedy:0.2"), 5, seed=0).summary()
     assert set(summary) == {"reward", "expected_reward", "purchases", "regret", "early_reward", "early_regret", "coverage",
-                            "new_item_exposure", "new_item_coverage", "tail_exposure", "diversity", "explore_share"}
+                            "new_item_exposure", "new_item_coverage", "tail_exposure", "diversity", "explore_share",
+                            "late_reward", "discovered", "new_first_click"}
     assert summary["regret"] >= 0 and 0 < summary["explore_share"] < 0.3
+    assert 0 <= summary["late_reward"] <= summary["reward"] and 0 <= summary["discovered"] <= summary["coverage"]
+
+
+def test_discovered_corpus_and_first_click_wait_are_counted_from_the_clicks(store):
+    res = simulate(store, PolicyConfig.parse("thompson"), 12, seed=1)
+    assert 0 < res.discovered <= 1
+    arrived = store.new_items[store.arrival[store.new_items] < 12]
+    assert len(arrived) and 0 <= res.new_first_click <= 12 - store.arrival[arrived].min()
 
 
 def test_off_policy_estimates_cover_the_truth_on_a_uniform_log(store):

@@ -5,7 +5,8 @@
 - `config`: `PolicyConfig`, how a policy is set up.
 - `policies`: greedy, epsilon-greedy, UCB, softmax, LinUCB, linear Thompson sampling and the
   dynamic policy, over one shared online learner.
-- `weighting`: the dynamic exploration weight and its signals.
+- `weighting`: the dynamic exploration weight and its signals (hand-set coefficients).
+- `learned`: the learned exploration weight, a LinUCB bandit over exploration levels.
 - `slate`: exploration budget, MMR and calibrated re-ranking, propensities, the Slate result.
 - `state`: per-shopper posteriors and per-item statistics as plain arrays (Sherman-Morrison
   updates, `to_arrays` / `from_arrays`).
@@ -16,6 +17,7 @@ See docs/exploration.md for the rules and the benchmark.
 """
 
 from shoprec.explore.config import POLICY_KINDS, PolicyConfig, examination
+from shoprec.explore.learned import LevelBandit, LevelConfig
 from shoprec.explore.online import OnlineConfig, OnlineExplorer
 from shoprec.explore.policies import Policy
 from shoprec.explore.pools import (
@@ -44,6 +46,8 @@ __all__ = [
     "Calibrator",
     "Candidates",
     "ItemStats",
+    "LevelBandit",
+    "LevelConfig",
     "OnlineConfig",
     "OnlineExplorer",
     "Policy",

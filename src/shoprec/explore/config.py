@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shoprec.errors import ConfigError, check_choice, check_float
+from shoprec.explore.learned import LevelConfig
 from shoprec.explore.slate import SlateConfig
 from shoprec.explore.state import BanditConfig
 from shoprec.explore.weighting import WeightConfig
 
-__all__ = ["POLICY_KINDS", "PolicyConfig", "examination"]
+__all__ = ["EXPLORE_ORDERS", "POLICY_KINDS", "PolicyConfig", "examination"]
 
-POLICY_KINDS: tuple[str, ...] = ("greedy", "egreedy", "ucb", "softmax", "linucb", "thompson", "dynamic")
+POLICY_KINDS: tuple[str, ...] = ("greedy", "egreedy", "ucb", "softmax", "linucb", "thompson", "dynamic", "learned")
 MAIN_PARAMETER = {"egreedy": "epsilon", "ucb": "ucb_c", "softmax": "temperature", "linucb": "alpha",
                    "thompson": "thompson_scale", "dynamic": "alpha"}
+EXPLORE_ORDERS: tuple[str, ...] = ("uniform", "ucb")
 
 
 def examination(k: int) -> np.ndarray:
@@ -38,6 +40,12 @@ class PolicyConfig:
     candidates (the calibrator then fits click rates that fall as a power of the rank); "given"
     takes the scores as that feature already (for example -log(1 + rank) over the catalogue,
     which keeps an item's feature independent of what else is in the pool).
+    explore_order: what an epsilon-greedy exploration slot shows (egreedy and learned):
+    "uniform", a uniformly random candidate from outside the exploit top-k, or "ucb", the outside
+    candidates in order of their LinUCB value (mean + alpha sd of the posterior), so that the
+    slate is a deterministic function of the number of exploring slots; both are exact.
+    levels: the learned policy's exploration levels and bandit (`shoprec.explore.learned`); the
+    learned policy is epsilon-greedy whose epsilon, per request, is the level its bandit picks.
     uniform_mix: probability that a whole slate is drawn uniformly at random from the candidates
     instead (every candidate then has a positive propensity in every slot: a logging policy for
     off-policy evaluation). 1 gives the uniform logging policy that replay needs.
@@ -51,10 +59,12 @@ class PolicyConfig:
     thompson_scale: float = 1.0
     explorer: str = "thompson"
     score_scaling: str = "rank"
+    explore_order: str = "uniform"
     uniform_mix: float = 0.0
     slate: SlateConfig = field(default_factory=SlateConfig)
     bandit: BanditConfig = field(default_factory=BanditConfig)
     weighting: WeightConfig = field(default_factory=WeightConfig)
+    levels: LevelConfig = field(default_factory=LevelConfig)
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -62,6 +72,7 @@ class PolicyConfig:
         check_choice("kind", self.kind, POLICY_KINDS, where)
         check_choice("explorer", self.explorer, ("linucb", "thompson"), where)
         check_choice("score_scaling", self.score_scaling, ("rank", "given"), where)
+        check_choice("explore_order", self.explore_order, EXPLORE_ORDERS, where)
         check_float("epsilon", self.epsilon, 0.0, 1.0, where)
         check_float("alpha", self.alpha, 0.0, 1e6, where)
         check_float("ucb_c", self.ucb_c, 0.0, 1e6, where)
@@ -72,6 +83,11 @@ class PolicyConfig:
     @property
     def name(self) -> str:
         return self.label or self.kind
+
+    @property
+    def epsilon_greedy(self) -> bool:
+        """Whether exploration slots follow epsilon-greedy (egreedy, and learned at its level)."""
+        return self.kind in ("egreedy", "learned")
 
     @property
     def monte_carlo(self) -> bool:
@@ -86,8 +102,8 @@ class PolicyConfig:
         kind = check_choice("policy", kind, POLICY_KINDS, "PolicyConfig.parse")
         params = dict(overrides)
         if value:
-            if kind == "greedy":
-                raise ConfigError(f"The greedy policy takes no parameter. Got {spec!r} instead.")
+            if kind not in MAIN_PARAMETER:
+                raise ConfigError(f"The {kind} policy takes no parameter. Got {spec!r} instead.")
             try:
                 params[MAIN_PARAMETER[kind]] = float(value)
             except ValueError:

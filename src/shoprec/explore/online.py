@@ -44,10 +44,11 @@ from shoprec.explore.state import ShopperState, normalise_rows, project
 
 __all__ = ["WEIGHT_RULES", "OnlineConfig", "OnlineExplorer", "Space"]
 
-WEIGHT_RULES = ("dynamic", "fixed")
+WEIGHT_RULES = ("dynamic", "fixed", "learned")
 """How the served exploration weight is set: "dynamic" (the per-shopper rule of
-`shoprec.explore.weighting`, the hand-set coefficients until a learned rule is validated) or
-"fixed" (epsilon-greedy at `epsilon`)."""
+`shoprec.explore.weighting`, hand-set coefficients), "fixed" (epsilon-greedy at `epsilon`) or
+"learned" (epsilon-greedy in LinUCB order at the level a bandit over the shopper's signals picks,
+`shoprec.explore.learned`; exact propensities; `OnlineExplorer.learn_weight` feeds it)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class OnlineConfig:
                             propensity_samples=self.propensity_samples)
         if self.weight_rule == "fixed":
             return PolicyConfig(kind="egreedy", epsilon=self.epsilon, slate=slate, label=f"egreedy:{self.epsilon:g}")
+        if self.weight_rule == "learned":
+            return PolicyConfig(kind="learned", explore_order="ucb", slate=slate, label="learned")
         return PolicyConfig(kind="dynamic", explorer=self.explorer, slate=slate, label=f"dynamic-{self.explorer}")
 
     @property
@@ -171,6 +174,7 @@ class OnlineExplorer:
             policy = Policy(self.config.policy_config(k), self._base.features, 0)
             policy.items, policy.calibrator = self._base.items, self._base.calibrator
             policy.payoff_total = self._base.payoff_total  # one array, updated in place
+            policy.levels = self._base.levels  # one level bandit for every slate size
             self._policies[k] = policy
         return policy
 
@@ -252,6 +256,16 @@ class OnlineExplorer:
                 self.trending[item] += 1.0
         return ShopperState.from_batch(batch)
 
+    def learn_weight(self, signals: dict[str, float], reward: float) -> None:
+        """Teach the learned weight rule one slate's outcome: the slate's `weight_signals` (with
+        the level it used) and its reward (the sum of its items' rewards, skips 0). A no-op for
+        the other rules."""
+        if self._base.levels is None or "level" not in signals:
+            return
+        arrays = {key: np.array([float(v)]) for key, v in signals.items()}
+        with self._lock:
+            self._base.levels.update(arrays, np.array([float(reward)]))
+
     def learn_shared(self, items: np.ndarray, slots: np.ndarray, rewards: np.ndarray, z: np.ndarray) -> None:
         """Replay logged feedback into the shared item and calibration statistics (and the
         trending counts), without any shopper's state: what a restart rebuilds from the log."""
@@ -277,6 +291,8 @@ class OnlineExplorer:
         out = {f"items/{k}": v for k, v in self._base.items.to_arrays().items()}
         out.update({f"calibrator/{k}": v for k, v in self._base.calibrator.to_arrays().items()})
         out.update(payoff_total=self._base.payoff_total.copy(), trending=self.trending.copy())
+        if self._base.levels is not None:
+            out.update({f"levels/{k}": v.copy() for k, v in self._base.levels.to_arrays().items()})
         return out
 
     def state_in_space(self, state: ShopperState | None, space_id: str | None, history: np.ndarray) -> ShopperState:

@@ -34,6 +34,7 @@ import numpy as np
 
 from shoprec.errors import ConfigError, DataError
 from shoprec.explore.config import POLICY_KINDS, PolicyConfig, examination
+from shoprec.explore.learned import LevelBandit
 from shoprec.explore.pools import Candidates
 from shoprec.explore.slate import (
     SlateBatch,
@@ -108,6 +109,7 @@ class Policy:
         self.item_categories = None if item_categories is None else np.asarray(item_categories, np.int64)
         self.category_mix = None if category_mix is None else np.asarray(category_mix, np.float64)
         self.payoff_total = np.zeros(4)  # over shoppers whose states live outside (see observe)
+        self.levels = LevelBandit(config.levels) if config.kind == "learned" else None
         if config.slate.calibration > 0 and (self.item_categories is None or self.category_mix is None):
             raise ConfigError("Calibrated re-ranking (calibration > 0) needs item_categories and category_mix.")
 
@@ -184,13 +186,14 @@ class Policy:
     def _weight(self, rows, valid, var_user, override, states: ShopperStates):
         cfg = self.config
         n = len(rows)
-        if cfg.kind == "dynamic":
+        if cfg.kind in ("dynamic", "learned"):
             count = np.maximum(valid.sum(axis=1), 1)
             ratio = np.where(valid, var_user, 0.0).sum(axis=1) / count / cfg.bandit.prior_sd**2
             s = states
-            return exploration_weight(s.n_history[rows] + s.n_positive[rows], ratio, s.recent[rows],
-                                      s.longterm[rows], s.payoff[rows], cfg.weighting, override,
-                                      population_payoff=self.population_payoff(states))
+            args = (s.n_history[rows] + s.n_positive[rows], ratio, s.recent[rows], s.longterm[rows], s.payoff[rows])
+            if cfg.kind == "learned":
+                return self.levels.weight(*args, override=override, population_payoff=self.population_payoff(states))
+            return exploration_weight(*args, cfg.weighting, override, population_payoff=self.population_payoff(states))
         base = {"greedy": 0.0, "egreedy": cfg.epsilon}.get(cfg.kind, 1.0)
         w = np.full(n, base)
         if override is not None and cfg.kind != "greedy":
@@ -203,7 +206,7 @@ class Policy:
         """Exploration values (draws, n, C) of value-based policies; None for greedy / egreedy."""
         cfg, w = self.config, ctx.weight[None, :, None]
         kind = cfg.kind if cfg.kind != "dynamic" else cfg.explorer
-        if kind in ("greedy", "egreedy"):
+        if kind in ("greedy", "egreedy", "learned"):
             return None
         if kind == "ucb":
             v = ctx.mean + cfg.ucb_c * w[0] * np.sqrt(ctx.var_item)
@@ -235,9 +238,12 @@ class Policy:
         cap = np.minimum(budget, n_outside)
         values = self._values(ctx, rng, draws)
         if values is None:
-            if cfg.kind == "egreedy":
+            if cfg.epsilon_greedy:
                 n_explore = rng.binomial(np.broadcast_to(cap, (draws, n)), np.broadcast_to(ctx.weight, (draws, n)))
-                keys = np.where(ctx.outside, rng.random((draws, n, c)), -1.0)
+                if cfg.explore_order == "ucb":
+                    keys = np.broadcast_to(np.where(ctx.outside, self._ucb_keys(ctx), -1.0), (draws, n, c))
+                else:
+                    keys = np.where(ctx.outside, rng.random((draws, n, c)), -1.0)
             else:
                 n_explore = np.zeros((draws, n), np.int64)
                 keys = np.full((draws, n, c), -1.0)
@@ -259,9 +265,18 @@ class Policy:
             n_explore.reshape(-1), self.positions, k)
         return slots.reshape(draws, n, k), explored.reshape(draws, n, k)
 
+    def _ucb_keys(self, ctx: _Context) -> np.ndarray:
+        """(n, C) keys in (0, 1] ordering the candidates by LinUCB value (higher first)."""
+        v = np.where(ctx.valid, ctx.mean + self.config.alpha * np.sqrt(ctx.var_user + ctx.var_item), -np.inf)
+        order = np.argsort(-v, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(v.shape[1])[None, :], axis=1)
+        return 1.0 / (1.0 + rank)
+
     def _egreedy_distribution(self, ctx: _Context) -> np.ndarray:
         """Exact (n, k, C) marginals of epsilon-greedy: a binomial number of exploration slots,
-        each showing a uniformly random candidate from outside the exploit top-k."""
+        each showing a uniformly random candidate from outside the exploit top-k, or (explore
+        order "ucb") the next outside candidate in LinUCB order."""
         from scipy.stats import binom
 
         k, budget = self.config.slate.k, len(self.positions)
@@ -279,6 +294,16 @@ class Policy:
             if not pm.any():
                 continue
             n_explore = np.minimum(m, cap)
+            if self.config.explore_order == "ucb":
+                keys = np.where(ctx.outside, self._ucb_keys(ctx), -1.0)
+                order = np.argsort(-keys, axis=1, kind="stable")[:, :budget]
+                order = np.where(np.take_along_axis(keys, order, axis=1) > 0, order, -1)
+                slots, _ = assemble(ctx.exploit_order, order, n_explore, self.positions, k)
+                onehot = np.zeros((n, k, c))
+                ok = slots >= 0
+                onehot[np.broadcast_to(rows, (n, k))[ok], jj[ok], slots[ok]] = 1.0
+                dist += pm[:, None, None] * onehot
+                continue
             slots, _ = assemble(ctx.exploit_order, np.zeros((n, 0), np.int64), n_explore, self.positions, k)
             is_explore = rank[None, :] < n_explore[:, None]
             onehot = is_explore[:, :, None] * uniform[:, None, :]
@@ -329,7 +354,7 @@ class Policy:
         col = np.maximum(slots, 0)
         # The policy's own probability of showing each shown item in its slot.
         prop = (slots == own).astype(np.float64)
-        if self.config.kind == "egreedy":
+        if self.config.epsilon_greedy:
             dist = self._egreedy_distribution(ctx)
             prop = dist[rows, np.arange(k)[None, :], col]
         elif self.config.monte_carlo:
@@ -375,7 +400,7 @@ class Policy:
         k = self.config.slate.k
         mix = self.config.uniform_mix
         uniform = mix * ctx.valid[:, None, :] / np.maximum(ctx.valid.sum(axis=1), 1)[:, None, None]
-        if self.config.kind == "egreedy":
+        if self.config.epsilon_greedy:
             return np.clip((1 - mix) * self._egreedy_distribution(ctx) + uniform, 0.0, 1.0)
         draws = 1 if not self.config.monte_carlo else (n_samples or self.config.slate.propensity_samples)
         dist = np.zeros((n, k, c))
@@ -396,6 +421,9 @@ class Policy:
             raise DataError(f"rewards must have the slates' shape {slates.items.shape}. Got {rewards.shape} instead.")
         shown = slates.items >= 0
         n, k = slates.items.shape
+        if self.levels is not None and "level" in slates.weight_signals:
+            # The level bandit learns from each request's reward at the level it used.
+            self.levels.update(slates.weight_signals, np.where(shown, rewards, 0.0).sum(axis=1))
         self.observe(
             np.repeat(slates.shoppers, k)[shown.ravel()], slates.items[shown],
             np.broadcast_to(np.arange(k), (n, k))[shown], rewards[shown],
@@ -443,6 +471,8 @@ class Policy:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Learned state as plain arrays (shoppers/..., items/..., calibrator/..., features)."""
         out = {"features": self.features, "payoff_total": self.payoff_total}
+        if self.levels is not None:
+            out.update({f"levels/{k}": v for k, v in self.levels.to_arrays().items()})
         for prefix, part in (("shoppers", self.shoppers), ("items", self.items), ("calibrator", self.calibrator)):
             out.update({f"{prefix}/{k}": v for k, v in part.to_arrays().items()})
         return out
@@ -461,6 +491,8 @@ class Policy:
         policy.items = ItemStats.from_arrays(part("items"))
         policy.calibrator = Calibrator.from_arrays(part("calibrator"))
         policy.payoff_total = np.asarray(arrays.get("payoff_total", np.zeros(4)), np.float64)
+        if policy.levels is not None and any(k.startswith("levels/") for k in arrays):
+            policy.levels = LevelBandit.from_arrays(part("levels"), config.levels)
         return policy
 
     def with_config(self, **changes) -> Policy:

@@ -4,6 +4,8 @@ off-policy estimators against a known truth.
 - `store`: `StoreConfig` and `SimulatedStore` (hidden true preferences, position bias, drift,
   fatigue, arriving items, and the exploitation model a policy is allowed to know).
 - `run`: `simulate` one policy in a store, round by round, with an optional impression log.
+- `calibrate`: fitting a store's knobs to a real log (engagement, repeat rate, arrivals, drift)
+  and writing them to a JSON file.
 - `validation`: `off_policy_validation`, the estimators of `shoprec.evaluate.ope` against truth.
 - `experiment`: `run_experiment`, several policies over several seeds with 95% intervals.
 - `report`: the tables and plots of an experiment.

@@ -74,17 +74,27 @@ class SimulationResult:
     new_item_coverage: float
     n_shoppers: int
     seconds: float
+    discovered: float = 0.0
+    new_first_click: float = float("nan")
     log: ImpressionLog | None = None
     learned: Policy | None = field(default=None, repr=False)  # the policy at the end of the run
 
     def summary(self) -> dict[str, float]:
-        """Totals per shopper and shares over the run. reward: clicks; expected_reward: the sum of
-        the click probabilities of what was shown (the same quantity without the coin flips);
-        regret: the oracle's expected clicks minus the policy's, round by round."""
+        """Totals per shopper and shares over the run. reward: clicks; late_reward: clicks in the
+        last 20% of rounds; expected_reward: the sum of the click probabilities of what was shown
+        (the same quantity without the coin flips); regret: the oracle's expected clicks minus the
+        policy's, round by round (early_regret: over the first 10% of rounds); discovered: share of
+        the items available during the run that earned at least one click (the discoverable
+        corpus); new_first_click: rounds from an arriving item's arrival to its first click, mean
+        over the items that arrived, censored at the end of the run (NaN when none arrived)."""
         n = self.n_shoppers
         early = max(1, len(self.clicks) // 10)
+        late = max(1, len(self.clicks) // 5)
         return {
             "reward": float(self.clicks.sum() / n),
+            "late_reward": float(self.clicks[-late:].sum() / n),
+            "discovered": self.discovered,
+            "new_first_click": self.new_first_click,
             "expected_reward": float(self.expected.sum() / n),
             "purchases": float(self.purchases.sum() / n),
             "regret": float((self.oracle - self.expected).sum() / n),
@@ -133,6 +143,7 @@ def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> S
     exposure = np.zeros((n, n_items), np.float32)
     trending = np.zeros(n_items)
     shown_ever = np.zeros(n_items, bool)
+    first_click = np.full(n_items, rounds, np.int64)
     true_unit = normalise_rows(store.true_items)
     series = {key: np.zeros(rounds) for key in ("clicks", "purchases", "expected", "oracle", "explore", "new", "tail", "div")}
     log_parts: list[tuple] = []
@@ -183,6 +194,7 @@ def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> S
         pair = (np.einsum("nkd,nld->n", v, v) - m) / np.maximum(m * (m - 1), 1)
         series["div"][t] = float(np.mean(1.0 - pair))
         shown_ever[items[shown]] = True
+        first_click[items[clicks]] = np.minimum(first_click[items[clicks]], t)
         if record_log:
             q = np.where(cand.valid, np.take_along_axis(probs, np.maximum(cand.items, 0), axis=1), 0.0)
             log_parts.append((np.full(n, t), rows.copy(), cand, scores, repeat, q, slates.columns,
@@ -192,6 +204,9 @@ def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> S
         np.add.at(exposure, (np.repeat(rows, k)[shown.ravel()], items[shown]), np.broadcast_to(exam, (n, k))[shown])
         trending = store.config.trending_decay * trending + np.bincount(items[clicks], minlength=n_items)
     arrived = store.new_items[store.arrival[store.new_items] < rounds]
+    present = store.arrival < rounds
+    discovered = float((first_click[present] < rounds).mean())
+    wait = float(np.mean(first_click[arrived] - store.arrival[arrived])) if len(arrived) else float("nan")
     log = None
     if record_log:
         log = ImpressionLog(
@@ -205,7 +220,7 @@ def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> S
         series["new"], series["tail"], series["div"],
         float(shown_ever[store.arrival < rounds].mean()),
         float(shown_ever[arrived].mean()) if len(arrived) else 0.0,
-        n, time.perf_counter() - t0, log, pol)
+        n, time.perf_counter() - t0, discovered, wait, log, pol)
 
 
 def _stack_padded(parts: list[np.ndarray], fill: float) -> np.ndarray:
