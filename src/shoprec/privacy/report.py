@@ -329,8 +329,8 @@ def format_table(report: dict[str, Any]) -> str:
         )
     best = next((r["best_nonprivate"] for r in report["rows"] if r.get("best_nonprivate")), None)
     if best:
-        lines += ["", f"Share of own: of the same model at epsilon = inf; share of best: of the best "
-                      f"non-private row ({best})."]
+        lines += ["", (f"Share of own: of the same model at epsilon = inf; share of best: of the best "
+                       f"non-private row ({best}).")]
     if "federated" in report:
         f, c, g = report["federated"], report["centralised"], report["federated_gap"]
         lines += [
