@@ -219,3 +219,11 @@ def test_a_release_refuses_rows_longer_than_the_bound_it_is_told():
     data = _shop(seed=1)
     with pytest.raises(ConfigError, match="at most max_items_per_user=3"):
         private_gram(recent_items_matrix(data, 10), 8.0, 1e-5, max_items=3)
+
+
+def test_max_modelled_keeps_the_items_with_the_largest_noisy_counts(synthetic_shop):
+    model = DPItemKNN(target_epsilon=8.0, max_items_per_user=10, max_modelled=30).fit(synthetic_shop)
+    assert len(model.keep_) == 30
+    rest = np.setdiff1d(np.arange(synthetic_shop.n_items), model.keep_)
+    assert model.counts_[model.keep_].min() >= model.counts_[rest].max()
+    assert np.isfinite(model.score_users(np.arange(5))).all()

@@ -229,6 +229,8 @@ class GramConfig:
             sigma / diag_weight, at the price of a larger sigma everywhere.
         min_count: items whose noisy count is below this are not modelled (they score below
             every modelled item, in noisy-count order), >= 0.
+        max_modelled: model at most this many items, those with the largest noisy counts (None:
+            no limit), in [1, 200000]; bounds the dense n x n work on large catalogues.
         denoise: "none", "psd" (project to positive semidefinite) or "lowrank" (keep the
             eigen-directions above the noise's spectral norm 2 sigma sqrt(n)).
         seed: seeds the noise; same seed, same release.
@@ -239,6 +241,7 @@ class GramConfig:
     max_items_per_user: int | None = 100
     diag_weight: float = 1.0
     min_count: float = 0.0
+    max_modelled: int | None = None
     denoise: str = "none"
     seed: int = 0
 
@@ -262,6 +265,8 @@ class GramConfig:
             check_int("max_items_per_user", self.max_items_per_user, 1, 100_000, where)
         check_float("diag_weight", self.diag_weight, 1e-3, 1e3, where)
         check_float("min_count", self.min_count, 0.0, 1e12, where)
+        if self.max_modelled is not None:
+            check_int("max_modelled", self.max_modelled, 1, 200_000, where)
         check_choice("denoise", self.denoise, DENOISE, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
 
@@ -278,8 +283,14 @@ class GramConfig:
         )
 
     def modelled_items(self, counts: np.ndarray) -> np.ndarray:
-        """Indices of the items whose noisy count reaches `min_count` (all when it is 0)."""
-        return np.flatnonzero(counts >= float(self.min_count)) if self.min_count > 0 else np.arange(len(counts))
+        """Indices (ascending) of the items modelled: noisy count >= `min_count`, and of those
+        the `max_modelled` with the largest noisy counts (ties: lower index). A choice made from
+        the released counts only, so it costs no budget."""
+        keep = np.flatnonzero(counts >= float(self.min_count)) if self.min_count > 0 else np.arange(len(counts))
+        if self.max_modelled is not None and len(keep) > self.max_modelled:
+            order = np.lexsort((keep, -counts[keep]))
+            keep = np.sort(keep[order[: int(self.max_modelled)]])
+        return keep
 
 
 def place_scores(kept_scores: np.ndarray, keep: np.ndarray, counts: np.ndarray, n_items: int) -> np.ndarray:
