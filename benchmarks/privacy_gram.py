@@ -26,7 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, dataset_path, write_json
 
 from shoprec.data.readers import load
-from shoprec.privacy.report import ReportSettings, format_table, json_summary, parse_epsilons, privacy_report
+from shoprec.privacy.report import (
+    ReportSettings,
+    format_table,
+    json_summary,
+    parse_epsilons,
+    privacy_report,
+)
 
 MODELS = ("dp-ease", "dp-item-knn")
 
