@@ -18,6 +18,7 @@ row, which targets it meets (issue 15: at epsilon 8 >= 70% of its own counterpar
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -75,10 +76,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", default=str(RESULTS / "privacy-gram.json"))
     args = p.parse_args(argv)
     epsilons = parse_epsilons(args.epsilons)
-    out = {"command": "python benchmarks/privacy_gram.py " + " ".join(argv), "datasets": {}}
+    # Runs for one dataset update its entry and keep the others'.
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+    out = {"datasets": previous.get("datasets", {}), "commands": previous.get("commands", {})}
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         baselines = [b for b in args.ml1m_baselines.split(",") if b] if name == "ml-1m" else ["pop"]
         out["datasets"][name] = run_one(name, epsilons, baselines)
+        out["commands"][name] = "python benchmarks/privacy_gram.py " + " ".join(argv)
         write_json(args.json, out)  # after every dataset: a long run keeps what it finished
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
