@@ -184,7 +184,7 @@ class TestDPEASEWithoutPrivacy(RecommenderConformance):
     """epsilon = inf, no cap: EASE exactly."""
 
     def make_model(self):
-        return DPEASE(l2=10.0, max_items_per_user=None)
+        return DPEASE(l2=10.0, max_items_per_user=None, max_modelled=None)
 
 
 class TestDPEASEPrivate(RecommenderConformance):

@@ -132,7 +132,7 @@ def test_the_psd_projection_removes_negative_eigenvalues_and_lowrank_keeps_those
 
 # ---- the models at epsilon = inf are the non-private models ----------------------------------------
 def test_dp_ease_without_privacy_gives_exactly_the_scores_of_ease(synthetic_shop):
-    ours = DPEASE(l2=10.0, max_items_per_user=None).fit(synthetic_shop)
+    ours = DPEASE(l2=10.0, max_items_per_user=None, max_modelled=None).fit(synthetic_shop)
     theirs = EASE(l2=10.0).fit(synthetic_shop)
     users = np.arange(synthetic_shop.n_users)
     np.testing.assert_array_equal(ours.score_users(users), theirs.score_users(users))
@@ -140,7 +140,7 @@ def test_dp_ease_without_privacy_gives_exactly_the_scores_of_ease(synthetic_shop
 
 
 def test_dp_item_knn_without_privacy_gives_exactly_the_scores_of_item_knn(synthetic_shop):
-    ours = DPItemKNN(neighbors=20, shrink=1.0, max_items_per_user=None).fit(synthetic_shop)
+    ours = DPItemKNN(neighbors=20, shrink=1.0, max_items_per_user=None, max_modelled=None).fit(synthetic_shop)
     theirs = ItemKNN(neighbors=20, shrink=1.0).fit(synthetic_shop)
     users = np.arange(synthetic_shop.n_users)
     np.testing.assert_array_equal(ours.score_users(users), theirs.score_users(users))

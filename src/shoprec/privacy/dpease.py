@@ -9,8 +9,8 @@ so with noise_l2 >= 1 the matrix to invert stays positive definite and no eigen-
 of noise alone is amplified. A shopper's scores are their own history times B, computed when they
 ask (joint DP: only the item side is released).
 
-With target_epsilon None (or inf) and max_items_per_user None the model is EASE exactly (same
-scores): the non-private counterpart.
+With target_epsilon None (or inf), max_items_per_user None and max_modelled None the model is
+EASE exactly (same scores): the non-private counterpart.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class DPEASEConfig(GramConfig):
     """
 
     l2: float = 500.0
-    noise_l2: float = 1.0
+    noise_l2: float = 0.5
     max_items: int = 30_000
 
     def __post_init__(self) -> None:
@@ -79,7 +79,8 @@ class DPEASE(Recommender):
         keep = cfg.modelled_items(release.counts)
         gram = release.gram if len(keep) == train.n_items else release.gram[np.ix_(keep, keep)]
         edge = noise_edge(len(keep), release.sigma)
-        gram = denoise_gram(gram, cfg.denoise, edge)
+        if release.sigma > 0:
+            gram = denoise_gram(gram, cfg.denoise, edge)
         l2 = float(cfg.l2) + float(cfg.noise_l2) * edge
         try:
             weights = ease_weights(gram.copy() if release.sigma else gram, l2)

@@ -12,8 +12,8 @@ with noisy counts c~ clipped at 0 and negative similarities dropped; each candid
 the noise's standard deviation damps pairs whose co-occurrence is mostly noise. A shopper's
 scores are their own history times S, computed when they ask (joint DP).
 
-With target_epsilon None (or inf), max_items_per_user None and no item filter the model is
-ItemKNN exactly (same scores): the non-private counterpart.
+With target_epsilon None (or inf), max_items_per_user None and no item filter (min_count 0,
+max_modelled None) the model is ItemKNN exactly (same scores): the non-private counterpart.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class DPItemKNN(Recommender):
         cfg = self.config_
         where = type(self).__name__
         n = train.n_items
-        if not cfg.private and cfg.min_count == 0 and cfg.denoise == "none":
+        if not cfg.private and cfg.min_count == 0 and (cfg.max_modelled or n) >= n:
             # The exact Gram: ItemKNN's own sparse computation, so the scores are ItemKNN's.
             x = recent_items_matrix(train, cfg.max_items_per_user)
             self.similarity_ = item_similarity(x, int(cfg.neighbors), float(cfg.shrink)).T.tocsr()
@@ -116,8 +116,11 @@ class DPItemKNN(Recommender):
         release = cfg.release(train, where)
         keep = cfg.modelled_items(release.counts)
         gram = release.gram if len(keep) == n else release.gram[np.ix_(keep, keep)]
-        gram = denoise_gram(gram, cfg.denoise, noise_edge(len(keep), release.sigma))
-        counts = release.counts[keep] if cfg.denoise == "none" else np.diag(gram).astype(np.float64)
+        if release.sigma > 0 and cfg.denoise != "none":
+            gram = denoise_gram(gram, cfg.denoise, noise_edge(len(keep), release.sigma))
+            counts = np.diag(gram).astype(np.float64)
+        else:
+            counts = release.counts[keep]
         shrink = float(cfg.shrink) + float(cfg.noise_shrink) * release.sigma
         self.similarity_ = dense_neighbours(gram, counts, int(cfg.neighbors), shrink).T.tocsr()
         self.keep_ = keep.astype(np.int64)

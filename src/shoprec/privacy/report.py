@@ -57,8 +57,8 @@ eigendecomposition to 5,000 items (compute, not accuracy)."""
 REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
     "dp-mf": {"factors": 64, "epochs": 20, "batch_size": 512, "lr": 1e-2},
     "dp-transformer": {"d": 32, "n_layers": 2, "max_len": 50, "epochs": 20, "batch_size": 128, "lr": 1e-3},
-    "dp-ease": {"max_items_per_user": None, "l2": 500.0},
-    "dp-item-knn": {"max_items_per_user": None},
+    "dp-ease": {"max_items_per_user": None, "max_modelled": None, "l2": 500.0},
+    "dp-item-knn": {"max_items_per_user": None, "max_modelled": None},
 }
 """The non-private reference (epsilon = inf) is the model at its own best settings found here,
 not the private settings without noise: small batches and more steps, which DP cannot afford.
