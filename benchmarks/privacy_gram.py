@@ -2,7 +2,7 @@
 their own non-private counterparts, popularity and the issue's targets.
 
     python benchmarks/privacy_gram.py [--datasets ml-1m,games] [--epsilons 2,8,inf]
-                                      [--ml1m-baselines pop,dp-transformer] [--json FILE]
+                                      [--ml1m-baselines pop,dp-transformer] [--json FILE] [--replot]
 
 For each dataset, `shoprec.privacy.report.privacy_report` (the code behind `shoprec
 privacy-report`): leave-one-out, full ranking, every shopper evaluated, a seeded 20% of shoppers
@@ -12,7 +12,9 @@ each model is the plain model (EASE, ItemKNN) on every item of every shopper. On
 non-private Transformer (the report's dp-transformer reference settings) is run on the same split
 as the best model of any family. Writes benchmarks/results/privacy-gram.json with, per private
 row, which targets it meets (issue 15: at epsilon 8 >= 70% of its own counterpart's NDCG@10 and
->= 2x popularity's; at epsilon 2 >= 50%; coverage@10 >= 30%; MIA AUC <= 0.55).
+>= 2x popularity's; at epsilon 2 >= 50%; coverage@10 >= 30%; MIA AUC <= 0.55), and the
+privacy-utility plots benchmarks/results/privacy-gram-<dataset>.png (--replot: only redraw them
+from the JSON).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shoprec.privacy.report import (
     format_table,
     json_summary,
     parse_epsilons,
+    plot_report,
     privacy_report,
 )
 
@@ -74,7 +77,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--epsilons", default="2,8,inf")
     p.add_argument("--ml1m-baselines", default="pop,dp-transformer")
     p.add_argument("--json", default=str(RESULTS / "privacy-gram.json"))
+    p.add_argument("--replot", action="store_true", help="only redraw the plots from --json")
     args = p.parse_args(argv)
+    if args.replot:
+        for name, summary in json.loads(Path(args.json).read_text())["datasets"].items():
+            print(plot_report(summary, RESULTS / f"privacy-gram-{name}.png"), file=sys.stderr)
+        return 0
     epsilons = parse_epsilons(args.epsilons)
     # Runs for one dataset update its entry and keep the others'.
     previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
@@ -83,6 +91,7 @@ def main(argv: list[str]) -> int:
         baselines = [b for b in args.ml1m_baselines.split(",") if b] if name == "ml-1m" else ["pop"]
         out["datasets"][name] = run_one(name, epsilons, baselines)
         out["commands"][name] = "python benchmarks/privacy_gram.py " + " ".join(argv)
+        plot_report(out["datasets"][name], RESULTS / f"privacy-gram-{name}.png")
         write_json(args.json, out)  # after every dataset: a long run keeps what it finished
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
