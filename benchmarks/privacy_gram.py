@@ -3,6 +3,7 @@ their own non-private counterparts, popularity and the issue's targets.
 
     python benchmarks/privacy_gram.py [--datasets ml-1m,games] [--epsilons 2,8,inf]
                                       [--ml1m-baselines pop,dp-transformer] [--json FILE] [--replot]
+                                      [--param MODEL:KEY=VALUE ...] [--tag NAME]
 
 For each dataset, `shoprec.privacy.report.privacy_report` (the code behind `shoprec
 privacy-report`): leave-one-out, full ranking, every shopper evaluated, a seeded 20% of shoppers
@@ -28,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, dataset_path, write_json
 
+from shoprec.cli.params import parse_scoped_params
 from shoprec.data.readers import load
 from shoprec.privacy.report import (
     ReportSettings,
@@ -54,10 +56,11 @@ def targets(row: dict, pop_ndcg: float) -> dict:
     }
 
 
-def run_one(name: str, epsilons, baselines) -> dict:
+def run_one(name: str, epsilons, baselines, params=None) -> dict:
     path, fmt = dataset_path(name)
     data = load(path, fmt).dataset()
-    settings = ReportSettings(models=MODELS, epsilons=epsilons, baselines=baselines, federated=False)
+    settings = ReportSettings(models=MODELS, epsilons=epsilons, baselines=baselines, federated=False,
+                              model_params=params or {})
     t0 = time.perf_counter()
     report = privacy_report(data, settings, name=str(path), progress=lambda m: print(f"[{name}] {m}", file=sys.stderr))
     print(f"\n### {name}\n\n{format_table(report)}\n")
@@ -78,10 +81,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ml1m-baselines", default="pop,dp-transformer")
     p.add_argument("--json", default=str(RESULTS / "privacy-gram.json"))
     p.add_argument("--replot", action="store_true", help="only redraw the plots from --json")
+    p.add_argument("--param", action="append", metavar="MODEL:KEY=VALUE",
+                   help="a private run's setting over the report's defaults (repeatable)")
+    p.add_argument("--tag", default="", help="store the runs as '<dataset> <tag>' (settings other than the defaults)")
     args = p.parse_args(argv)
     if args.replot:
         for name, summary in json.loads(Path(args.json).read_text())["datasets"].items():
-            print(plot_report(summary, RESULTS / f"privacy-gram-{name}.png"), file=sys.stderr)
+            print(plot_report(summary, RESULTS / f"privacy-gram-{name.replace(' ', '-')}.png"), file=sys.stderr)
         return 0
     epsilons = parse_epsilons(args.epsilons)
     # Runs for one dataset update its entry and keep the others'.
@@ -89,9 +95,10 @@ def main(argv: list[str]) -> int:
     out = {"datasets": previous.get("datasets", {}), "commands": previous.get("commands", {})}
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         baselines = [b for b in args.ml1m_baselines.split(",") if b] if name == "ml-1m" else ["pop"]
-        out["datasets"][name] = run_one(name, epsilons, baselines)
-        out["commands"][name] = "python benchmarks/privacy_gram.py " + " ".join(argv)
-        plot_report(out["datasets"][name], RESULTS / f"privacy-gram-{name}.png")
+        key = f"{name} {args.tag}".strip()
+        out["datasets"][key] = run_one(name, epsilons, baselines, parse_scoped_params(args.param))
+        out["commands"][key] = "python benchmarks/privacy_gram.py " + " ".join(argv)
+        plot_report(out["datasets"][key], RESULTS / f"privacy-gram-{key.replace(' ', '-')}.png")
         write_json(args.json, out)  # after every dataset: a long run keeps what it finished
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
