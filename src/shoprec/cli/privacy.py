@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", required=True, help="path to the log")
     p.add_argument("--format", default="sequence", help="reader format (see `shoprec data formats`)")
     p.add_argument("--epsilons", default="0.5,1,2,4,8,inf", help="comma-separated; inf = no DP")
-    p.add_argument("--models", default="dp-mf,dp-transformer",
+    p.add_argument("--models", default="dp-mf,dp-transformer,dp-ease,dp-item-knn",
                    help="comma-separated private models (dp-mf, dp-transformer, dp-ease, dp-item-knn)")
     p.add_argument("--baselines", default="pop",
                    help="comma-separated models run once without privacy on the same split ('' for none)")

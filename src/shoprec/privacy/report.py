@@ -39,7 +39,7 @@ from shoprec.privacy.mia import mia_on_split, split_members
 PRIVATE_MODELS = ("dp-mf", "dp-transformer", "dp-ease", "dp-item-knn")
 GRAM_MODELS = ("dp-ease", "dp-item-knn")
 """Private models whose budget is spent by one release of the item-item Gram (`privacy.gram`)."""
-DEFAULT_MODELS = ("dp-mf", "dp-transformer")
+DEFAULT_MODELS = PRIVATE_MODELS
 DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
