@@ -38,8 +38,11 @@ def validation_ndcg(model, split, block: int = 1000) -> float:
         u = users[s : s + block]
         scores = np.asarray(model.score_users(u, history=split.train), np.float64)
         scores[seen_all[u].nonzero()] = -np.inf
-        own = scores[np.arange(len(u)), targets[s : s + block]]
-        rank = (scores > own[:, None]).sum(axis=1)
+        t = targets[s : s + block]
+        own = scores[np.arange(len(u)), t]
+        # Ties go to the lower item index, as shoprec.evaluate's top_k breaks them.
+        lower = np.arange(scores.shape[1])[None, :] < t[:, None]
+        rank = (scores > own[:, None]).sum(axis=1) + ((scores == own[:, None]) & lower).sum(axis=1)
         gains.append(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0))
     return float(np.concatenate(gains).mean())
 

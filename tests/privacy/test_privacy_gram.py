@@ -227,3 +227,13 @@ def test_max_modelled_keeps_the_items_with_the_largest_noisy_counts(synthetic_sh
     rest = np.setdiff1d(np.arange(synthetic_shop.n_items), model.keep_)
     assert model.counts_[model.keep_].min() >= model.counts_[rest].max()
     assert np.isfinite(model.score_users(np.arange(5))).all()
+
+
+def test_a_shopper_without_modelled_items_gets_the_noisy_popularity_order(synthetic_shop):
+    model = DPEASE(target_epsilon=8.0, max_items_per_user=10, max_modelled=20).fit(synthetic_shop)
+    rest = np.setdiff1d(np.arange(synthetic_shop.n_items), model.keep_)
+    scores = model.score_histories([rest[:2]])[0]  # a history of unmodelled items only
+    order = np.argsort(-scores, kind="stable")
+    assert set(order[:20]) == set(model.keep_)
+    assert (np.diff(model.counts_[order[:20]]) <= 0).all()
+    assert (np.diff(model.counts_[order[20:]]) <= 0).all()

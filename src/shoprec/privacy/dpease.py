@@ -97,7 +97,7 @@ class DPEASE(Recommender):
     def _score_rows(self, rows) -> np.ndarray:
         kept = np.asarray(rows[:, self.keep_] @ self.weights_) if len(self.keep_) < rows.shape[1] \
             else np.asarray(rows @ self.weights_)
-        return place_scores(kept, self.keep_, self.counts_, rows.shape[1])
+        return place_scores(kept, self.keep_, self.counts_, rows.shape[1], break_ties=self.privacy_.private)
 
     def _score_histories(self, histories, events=None) -> np.ndarray:
         return self._score_rows(histories_to_csr(histories, len(self.items_)))

@@ -129,7 +129,8 @@ class DPItemKNN(Recommender):
 
     def _score_rows(self, rows) -> np.ndarray:
         rows = rows[:, self.keep_] if len(self.keep_) < rows.shape[1] else rows
-        return place_scores((rows @ self.similarity_).toarray(), self.keep_, self.counts_, len(self.items_))
+        return place_scores((rows @ self.similarity_).toarray(), self.keep_, self.counts_, len(self.items_),
+                            break_ties=self.privacy_.private)
 
     def _score_histories(self, histories, events=None) -> np.ndarray:
         return self._score_rows(histories_to_csr(histories, len(self.items_)))

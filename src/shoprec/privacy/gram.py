@@ -295,13 +295,25 @@ class GramConfig:
         return keep
 
 
-def place_scores(kept_scores: np.ndarray, keep: np.ndarray, counts: np.ndarray, n_items: int) -> np.ndarray:
+def place_scores(
+    kept_scores: np.ndarray, keep: np.ndarray, counts: np.ndarray, n_items: int, break_ties: bool = True
+) -> np.ndarray:
     """Scores over the whole catalogue from scores over the modelled items `keep`.
 
     Items that are not modelled score below every modelled item of the same row, ordered by
-    their noisy count (a private popularity prior), so every score stays finite.
+    their noisy count (a private popularity prior), so every score stays finite. With
+    `break_ties`, modelled items with equal scores (a shopper none of whose items is modelled
+    scores them all 0) are ordered by noisy count too, through a relative nudge of 1e-5 of the
+    row's score range; private models use it, their non-private counterparts do not (so they
+    keep their exact scores).
     """
     kept_scores = np.asarray(kept_scores, np.float32)
+    if break_ties and kept_scores.size:
+        c = np.asarray(counts, np.float64)[keep]
+        prior = (c - c.min()) / max(float(np.ptp(c)), 1e-12)
+        spread = np.ptp(kept_scores, axis=1, keepdims=True)
+        spread = np.where(spread > 0, spread, 1.0)
+        kept_scores = (kept_scores + 1e-5 * spread * prior[None, :]).astype(np.float32)
     if len(keep) == n_items:
         return kept_scores
     out = np.empty((kept_scores.shape[0], n_items), np.float32)
