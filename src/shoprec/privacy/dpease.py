@@ -5,9 +5,12 @@ distinct items) is released once with the Gaussian mechanism at user level (`sho
 everything after that is post-processing. EASE's weights B = I - P / diag(P), P = (G~ + l2' I)^-1,
 are computed from the noisy Gram G~, whose L2 penalty l2' = l2 + noise_l2 x 2 sigma sqrt(n)
 also absorbs the noise: a symmetric Gaussian noise matrix has spectral norm about 2 sigma sqrt(n),
-so with noise_l2 >= 1 the matrix to invert stays positive definite and no eigen-direction made
-of noise alone is amplified. A shopper's scores are their own history times B, computed when they
-ask (joint DP: only the item side is released).
+so the penalty damps the directions made of noise alone. By default (denoise="psd") the release
+is first projected to the nearest positive semidefinite matrix, so any l2' > 0 can be inverted;
+without it, noise_l2 must stay well above 1 (near 1, G~ + l2' I is close to singular and its
+inverse is dominated by noise), and a factorisation that fails falls back to the projection.
+A shopper's scores are their own history times B, computed when they ask (joint DP: only the
+item side is released).
 
 With target_epsilon None (or inf), max_items_per_user None and max_modelled None the model is
 EASE exactly (same scores): the non-private counterpart.
