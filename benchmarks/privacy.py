@@ -1,6 +1,6 @@
 """Privacy benchmark on ML-1M: privacy-utility curves, leakage, federated vs centralised.
 
-    python benchmarks/privacy.py [--epsilons 0.5,1,2,4,8,inf] [--models dp-mf,dp-transformer]
+    python benchmarks/privacy.py [--epsilons 0.5,1,2,4,8,inf] [--models dp-mf,dp-transformer,dp-ease,dp-item-knn]
                                  [--fed-clients 10] [--fed-rounds 20] [--json FILE] [--plot FILE]
 
 Runs `shoprec privacy-report` on ../shared/datasets/sasrec/ml-1m.txt.gz (leave-one-out, full

@@ -250,3 +250,34 @@ def test_retrain_fine_tunes_the_model_an_earlier_run_swapped_in_unless_told_not_
     assert f"fine-tuning {later.name}, which retrain run {run_id} swapped in" in capsys.readouterr().err
     assert main(["retrain", "--db", url, "--model", str(first), "--no-follow"]) == 0
     assert "swapped in" not in capsys.readouterr().err
+
+
+def test_train_with_epsilon_saves_a_private_model_whose_sidecar_carries_its_privacy_record(tmp_path, tiny_csv):
+    code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
+                 "--model", "dp-ease", "--epsilon", "8", "--delta", "1e-6", "--param", "l2=10",
+                 "--out", str(tmp_path / "m"), "--quiet"])
+    assert code == 0
+    record = json.loads((tmp_path / "m" / "dp-ease.json").read_text())["privacy"]
+    assert record["dp"] is True and record["epsilon"] == 8.0 and record["delta"] == 1e-6
+    assert record["unit"] == "user" and record["mechanism"] == "gaussian-gram" and record["extra"]["sigma"] > 0
+    from shoprec.models.base import Recommender
+
+    assert Recommender.load(tmp_path / "m" / "dp-ease.npz").privacy.epsilon == 8.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "dp-ease", "--epsilon", "0"], "--epsilon must be a number > 0"),
+        (["--model", "dp-ease", "--epsilon", "-2"], "--epsilon must be a number > 0"),
+        (["--model", "dp-ease", "--epsilon", "8", "--delta", "1.5"], r"--delta must be a number in \(0, 1\)"),
+        (["--model", "dp-ease", "--epsilon", "8", "--delta", "0"], r"--delta must be a number in \(0, 1\)"),
+        (["--model", "dp-ease", "--delta", "1e-6"], "--delta needs --epsilon"),
+        (["--model", "ease", "--epsilon", "8"], "'ease' has no privacy budget"),
+    ],
+)
+def test_train_refuses_a_bad_privacy_budget_before_reading_data(tmp_path, capsys, args, message):
+    import re
+
+    assert main(["train", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)

@@ -20,6 +20,8 @@ from shoprec.models.popularity import Popularity, RandomRecommender, RecentPopul
 from shoprec.models.registry import model_class, model_names
 from shoprec.models.transformer import TransformerRecommender
 from shoprec.privacy.dp_counts import DPPopularity
+from shoprec.privacy.dpease import DPEASE
+from shoprec.privacy.dpknn import DPItemKNN
 from shoprec.privacy.dpmf import DPMF
 from shoprec.privacy.dptransformer import DPTransformer
 from shoprec.privacy.sharded import ShardedRecommender
@@ -176,6 +178,25 @@ class TestDPPopularity(RecommenderConformance):
 
     def make_model(self):
         return DPPopularity(epsilon=4.0, max_items_per_user=20)
+
+
+class TestDPEASEWithoutPrivacy(RecommenderConformance):
+    """epsilon = inf, no cap: EASE exactly."""
+
+    def make_model(self):
+        return DPEASE(l2=10.0, max_items_per_user=None, max_modelled=None)
+
+
+class TestDPEASEPrivate(RecommenderConformance):
+    """One Gaussian release of the capped Gram at epsilon = 8."""
+
+    def make_model(self):
+        return DPEASE(l2=10.0, max_items_per_user=20, denoise="psd", target_epsilon=8.0, seed=0)
+
+
+class TestDPItemKNNPrivate(RecommenderConformance):
+    def make_model(self):
+        return DPItemKNN(neighbors=20, max_items_per_user=20, target_epsilon=8.0, seed=0)
 
 
 class TestSISA(RecommenderConformance):

@@ -47,7 +47,12 @@ def test_the_report_has_a_row_per_model_and_epsilon_and_the_federated_comparison
     )
     report = privacy_report(synthetic_shop, settings, name="synthetic")
     rows = report["rows"]
-    assert [(r["model"], r["epsilon"]) for r in rows] == [("dp-mf", 8.0), ("dp-mf", "inf")]
+    assert [(r["model"], r["epsilon"]) for r in rows] == [("dp-mf", 8.0), ("dp-mf", "inf"), ("pop", "inf")]
+    assert [r["unit"] for r in rows] == ["user", "none", "none"]
+    assert rows[0]["share_of_own"] == pytest.approx(rows[0]["NDCG@10"] / rows[1]["NDCG@10"])
+    best = max(rows[1]["NDCG@10"], rows[2]["NDCG@10"])
+    assert rows[0]["share_of_best"] == pytest.approx(rows[0]["NDCG@10"] / best)
+    assert rows[2]["share_of_own"] is None
     assert 0 < rows[0]["epsilon_spent"] <= 8.01 and rows[1]["epsilon_spent"] == "inf"
     assert all(0 <= r["mia_auc"] <= 1 and 0 <= r["NDCG@10"] <= 1 for r in rows)
     assert report["federated_gap"]["rounds_to_95pct_of_centralised"] in (None, 1, 2, 3)
@@ -58,7 +63,7 @@ def test_the_report_has_a_row_per_model_and_epsilon_and_the_federated_comparison
     assert set(summary["federated_vs_centralised"]) == {"federated", "centralised", "gap"}
     json.dumps(summary)
     table = format_table(report)
-    assert "| dp-mf | 8.0 |" in table and "federated (FedAvg)" in table
+    assert "| dp-mf | user | 8.0 |" in table and "federated (FedAvg)" in table
     assert plot_report(report, tmp_path / "p.png").stat().st_size > 10_000
 
 
@@ -88,7 +93,7 @@ def test_the_command_prints_the_table_and_writes_json_and_plot(synthetic_shop, t
     ])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| dp-mf | inf |" in out
+    assert "| dp-mf | none | inf |" in out and "| pop | none | inf |" in out
     data = json.loads((tmp_path / "r.json").read_text())
     assert [e["epsilon"] for e in data["models"]["dp-mf"]] == [8.0, "inf"]
     assert (tmp_path / "r.png").exists()
@@ -98,3 +103,31 @@ def test_the_command_reports_a_bad_budget_as_an_error(tmp_path, capsys):
     code = main(["privacy-report", "--data", str(tmp_path / "none.csv"), "--epsilons", "0"])
     assert code == 2
     assert "epsilon" in capsys.readouterr().err
+
+
+def test_the_gram_models_have_their_own_counterparts_popularity_and_a_user_unit_in_one_report(synthetic_shop):
+    settings = ReportSettings(
+        models=["dp-ease", "dp-item-knn"], epsilons=[2.0, 8.0, math.inf], federated=False,
+        model_params={"dp-ease": {"l2": 10.0, "max_items_per_user": 20},
+                      "dp-item-knn": {"neighbors": 20, "max_items_per_user": 20}},
+        reference_params={"dp-ease": {"l2": 10.0}, "dp-item-knn": {"neighbors": 20}},
+    )
+    report = privacy_report(synthetic_shop, settings, name="synthetic")
+    rows = {(r["model"], r["epsilon"]): r for r in report["rows"]}
+    assert set(rows) == {(m, e) for m in ("dp-ease", "dp-item-knn") for e in (2.0, 8.0, "inf")} | {("pop", "inf")}
+    for model in ("dp-ease", "dp-item-knn"):
+        for eps in (2.0, 8.0):
+            row = rows[(model, eps)]
+            assert row["unit"] == "user" and row["mechanism"] == "gaussian-gram"
+            assert row["epsilon_spent"] == eps and row["delta"] > 0
+            assert row["share_of_own"] == pytest.approx(row["NDCG@10"] / rows[(model, "inf")]["NDCG@10"])
+        assert rows[(model, "inf")]["share_of_own"] == pytest.approx(1.0)
+    best = max(r["NDCG@10"] for r in report["rows"] if r["epsilon"] == "inf")
+    assert all(r["share_of_best"] == pytest.approx(r["NDCG@10"] / best) for r in report["rows"])
+    assert "| dp-ease | user | 8.0 |" in format_table(report)
+
+
+def test_a_gram_model_budget_is_checked_before_anything_is_trained(synthetic_shop):
+    settings = ReportSettings(models=["dp-ease"], epsilons=[8.0], delta=0.5, federated=False)
+    with pytest.raises(ConfigError, match="target_delta"):
+        privacy_report(synthetic_shop, settings)

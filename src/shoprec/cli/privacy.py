@@ -1,7 +1,8 @@
 """`shoprec privacy-report`: privacy-utility curves, leakage and federated vs centralised.
 
     shoprec privacy-report --data PATH --format sequence [--epsilons 0.5,1,2,4,8,inf]
-        [--models dp-mf,dp-transformer] [--epochs N] [--json FILE] [--plot FILE.png]
+        [--models dp-mf,dp-transformer,dp-ease,dp-item-knn] [--baselines pop] [--epochs N]
+        [--json FILE] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", required=True, help="path to the log")
     p.add_argument("--format", default="sequence", help="reader format (see `shoprec data formats`)")
     p.add_argument("--epsilons", default="0.5,1,2,4,8,inf", help="comma-separated; inf = no DP")
-    p.add_argument("--models", default="dp-mf,dp-transformer", help="comma-separated private models")
+    p.add_argument("--models", default="dp-mf,dp-transformer,dp-ease,dp-item-knn",
+                   help="comma-separated private models (dp-mf, dp-transformer, dp-ease, dp-item-knn)")
+    p.add_argument("--baselines", default="pop",
+                   help="comma-separated models run once without privacy on the same split ('' for none)")
     p.add_argument("--delta", type=float, default=None, help="default 1/n^1.1 for n training shoppers")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs for every run, private and reference (default: per model)")
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             reference.setdefault(m, {}).setdefault("epochs", int(args.epochs))
     settings = ReportSettings(
         models=models,
+        baselines=[m.strip() for m in args.baselines.split(",") if m.strip()],
         epsilons=parse_epsilons(args.epsilons),
         delta=args.delta,
         model_params=params,

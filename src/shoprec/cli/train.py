@@ -1,8 +1,12 @@
 """`shoprec train`: fit a model and save it with a JSON sidecar (what it was trained on, when, how
 well it did on held-out events, its privacy record), which the service shows when it serves it.
 
+`--epsilon E` trains a private model (dp-ease, dp-item-knn, dp-mf, dp-transformer, dp-pop) at
+user-level epsilon E (`--delta`, default 1/n^1.1); the model file and its sidecar carry the
+accountant's record (epsilon, delta, unit "user", mechanism).
+
     shoprec train --data PATH --format FORMAT --model NAME --out DIR [--param KEY=VALUE ...]
-        [--protocol loo|temporal|random|none] [--full]
+        [--protocol loo|temporal|random|none] [--full] [--epsilon E [--delta D]]
     shoprec train --db URL [--model auto|NAME] --out DIR [--budget SECONDS]   # from the service's data
 
 Shopper ids of a file are pseudonymised with the service's key (SHOPREC_PSEUDONYM_KEY or
@@ -43,20 +47,58 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model hyperparameter (see `shoprec models --params NAME`)")
     p.add_argument("--out", required=True, help="directory to write the model file and its sidecar into")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="user-level privacy budget of a private model (dp-*), > 0; inf for its non-private counterpart")
+    p.add_argument("--delta", type=float, default=None, help="with --epsilon: delta in (0, 1/n); default 1/n^1.1")
     p.add_argument("--full", action="store_true",
                    help="after fitting on the split (validation for early stopping), refit on every event")
     p.set_defaults(func=run)
 
 
+def privacy_params(name: str, params: dict[str, Any], epsilon: float | None, delta: float | None) -> dict[str, Any]:
+    """`params` with --epsilon / --delta set as the private model's own budget parameters
+    (target_epsilon / target_delta, or dp-pop's epsilon / delta); ConfigError for a model
+    without a privacy budget, a budget out of range or one given twice."""
+    from shoprec.models.registry import model_class, model_names
+
+    if epsilon is None and delta is None:
+        return params
+    if epsilon is None:
+        raise ConfigError("--delta needs --epsilon (the privacy budget it goes with).")
+    defaults = model_class(name).param_defaults()
+    keys = next(((e, d) for e, d in (("target_epsilon", "target_delta"), ("epsilon", "delta")) if e in defaults), None)
+    if keys is None:
+        private = [m for m in model_names() if {"target_epsilon", "epsilon"} & set(model_class(m).param_defaults())]
+        raise ConfigError(
+            f"--epsilon needs a private model; {name!r} has no privacy budget. Private models: {private}."
+        )
+    if not epsilon > 0:  # NaN fails this too
+        raise ConfigError(f"--epsilon must be a number > 0, or inf for no privacy. Got {epsilon} instead.")
+    if delta is not None and not 0.0 < delta < 1.0:
+        raise ConfigError(f"--delta must be a number in (0, 1) (and below 1/n for n shoppers). Got {delta} instead.")
+    out = dict(params)
+    for key, value in zip(keys, (epsilon, delta)):
+        if key in out:
+            raise ConfigError(f"Give the budget once: --param {key}=... and --{key.split('_')[-1]} were both given.")
+        if value is not None:
+            out[key] = None if key.endswith("epsilon") and value == float("inf") else float(value)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.db is not None:
+        if args.epsilon is not None or args.delta is not None:
+            if args.model == "auto":
+                raise ConfigError("--epsilon needs a named private model (--model dp-ease, say), not auto.")
+            params = privacy_params(args.model, params, args.epsilon, args.delta)
         return _train_from_db(args, params)
     if args.data is None:
         raise ConfigError("shoprec train needs --data PATH (a log file) or --db URL (the service's database).")
     if args.model == "auto":
         raise ConfigError("--model auto chooses from a service database; with --data, name the model.")
     check_model_params(args.model, params)
+    params = privacy_params(args.model, params, args.epsilon, args.delta)
     distributed = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
     if not distributed:
         return _train(args, params, rank=0, world_size=1)

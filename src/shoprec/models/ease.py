@@ -47,14 +47,7 @@ class EASE(Recommender):
                 f"filter rare items (k-core), or raise max_items if the memory is there."
             )
         x = self.seen_
-        gram = (x.T @ x).toarray().astype(np.float32, copy=False)
-        gram[np.diag_indices(n)] += np.float32(l2)
-        # G is symmetric positive definite: invert it in place through its Cholesky factor, and
-        # turn P into B in place too, so the peak stays near one n x n matrix.
-        b = _spd_inverse(gram)
-        b /= -np.diag(b).copy()[None, :]
-        b[np.diag_indices(n)] = 0.0
-        self.weights_ = b
+        self.weights_ = ease_weights((x.T @ x).toarray().astype(np.float32, copy=False), l2)
 
     def _score_histories(self, histories, events=None) -> np.ndarray:
         return np.asarray(histories_to_csr(histories, len(self.items_)) @ self.weights_)
@@ -69,6 +62,22 @@ class EASE(Recommender):
         self.weights_ = state["weights"]
 
 
+def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
+    """EASE's B = I - P / diag(P), P = (gram + l2 I)^-1, zero diagonal; overwrites `gram`.
+
+    gram: a dense symmetric float32 item x item matrix (X^T X, or a private release of it)
+    for which gram + l2 I is positive definite; ConfigError when it is not.
+    """
+    n = len(gram)
+    gram[np.diag_indices(n)] += np.float32(l2)
+    # G is symmetric positive definite: invert it in place through its Cholesky factor, and
+    # turn P into B in place too, so the peak stays near one n x n matrix.
+    b = _spd_inverse(gram)
+    b /= -np.diag(b).copy()[None, :]
+    b[np.diag_indices(n)] = 0.0
+    return b
+
+
 def _spd_inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive definite matrix, overwriting `a` (LAPACK potrf + potri)."""
     # LAPACK works in place only on Fortran-ordered arrays; a symmetric matrix's transpose is
@@ -76,7 +85,7 @@ def _spd_inverse(a: np.ndarray) -> np.ndarray:
     a = a.T if a.flags.c_contiguous else a
     potrf, potri = scipy.linalg.get_lapack_funcs(("potrf", "potri"), (a,))
     c, info = potrf(a, lower=True, overwrite_a=True, clean=False)
-    if info != 0:  # pragma: no cover - G + l2 I with l2 > 0 is always positive definite
+    if info != 0:  # X^T X + l2 I with l2 > 0 always is; a noisy Gram may not be
         raise ConfigError(
             f"EASE could not factorise X^T X + l2 I (LAPACK info {info}); raise 'l2'."
         )

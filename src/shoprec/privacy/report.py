@@ -2,11 +2,15 @@
 
 `privacy_report(data)` runs, on one leave-one-out split (full ranking):
 
-1. For each private model ("dp-mf", "dp-transformer") and each epsilon (inf = the same model
-   without DP, the reference line): fit on the members' training histories, evaluate NDCG@10,
+1. For each private model ("dp-mf", "dp-transformer": DP-SGD; "dp-ease", "dp-item-knn": one
+   Gaussian release of the item-item Gram) and each epsilon (inf = the same model without DP,
+   its own non-private counterpart): fit on the members' training histories, evaluate NDCG@10,
    HR@10 and coverage@10 on every shopper's test item, and run the loss-threshold
    membership-inference attack (members vs the held-out shoppers). Every finite budget is
-   checked before anything is trained, so an impossible one fails fast.
+   checked before anything is trained, so an impossible one fails fast. Non-private baselines
+   (`baselines`, popularity by default) are run once on the same split. Every row says the unit
+   it protects ("user" for the private rows, "none" for epsilon = inf), its share of its own
+   counterpart's NDCG@10 and its share of the best non-private row of any family.
 2. Federated training (Flower simulation, `num_clients` clients holding all training shoppers)
    against the same model trained centrally for as many epochs as the federation has rounds:
    the accuracy gap and the rounds the federation needs to reach 95% of the centralised NDCG@10.
@@ -29,25 +33,37 @@ from shoprec.data.dataset import Dataset
 from shoprec.data.split import leave_one_out
 from shoprec.errors import ConfigError, check_float, check_int
 from shoprec.evaluate.protocol import evaluate
-from shoprec.privacy.accountant import plan_dp_sgd
+from shoprec.privacy.accountant import check_budget, plan_dp_sgd
 from shoprec.privacy.mia import mia_on_split, split_members
 
-PRIVATE_MODELS = ("dp-mf", "dp-transformer")
+PRIVATE_MODELS = ("dp-mf", "dp-transformer", "dp-ease", "dp-item-knn")
+GRAM_MODELS = ("dp-ease", "dp-item-knn")
+"""Private models whose budget is spent by one release of the item-item Gram (`privacy.gram`)."""
+DEFAULT_MODELS = PRIVATE_MODELS
 DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "dp-mf": {"factors": 32, "epochs": 10, "batch_size": 1024, "lr": 1e-2},
     "dp-transformer": {"d": 32, "n_layers": 2, "max_len": 50, "epochs": 5, "batch_size": 512, "lr": 3e-3},
+    "dp-ease": {"max_items_per_user": 25, "denoise": "psd", "noise_l2": 0.5, "l2": 500.0, "max_modelled": 5000},
+    "dp-item-knn": {"max_items_per_user": 25, "denoise": "psd", "max_modelled": 5000},
 }
 """What the private runs train with unless told otherwise (few, large Poisson batches: the
-noise per step is spread over many shoppers; sized for a 2-core CPU, see docs/privacy.md)."""
+noise per step is spread over many shoppers; sized for a 2-core CPU, see docs/privacy.md).
+The Gram models' settings were chosen on ML-1M's validation items (never the test items) at
+epsilon 8 and 2 and are used unchanged on every dataset; max_modelled bounds the dense
+eigendecomposition to 5,000 items (compute, not accuracy)."""
 
 REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
     "dp-mf": {"factors": 64, "epochs": 20, "batch_size": 512, "lr": 1e-2},
     "dp-transformer": {"d": 32, "n_layers": 2, "max_len": 50, "epochs": 20, "batch_size": 128, "lr": 1e-3},
+    "dp-ease": {"max_items_per_user": None, "max_modelled": None, "l2": 500.0},
+    "dp-item-knn": {"max_items_per_user": None, "max_modelled": None},
 }
 """The non-private reference (epsilon = inf) is the model at its own best settings found here,
-not the private settings without noise: small batches and more steps, which DP cannot afford."""
+not the private settings without noise: small batches and more steps, which DP cannot afford.
+For the Gram models it is the plain model on every item of every shopper (dp-ease: EASE,
+dp-item-knn: ItemKNN, same scores), without the cap or the denoising the private runs use."""
 
 
 def parse_epsilons(text: str) -> tuple[float, ...]:
@@ -73,9 +89,11 @@ def _label(eps: float) -> str | float:
 @dataclass
 class ReportSettings:
     """What `privacy_report` runs. model_params: model name -> hyperparameters over
-    DEFAULT_PARAMS; federated: run the Flower comparison."""
+    DEFAULT_PARAMS; baselines: registered models run once without privacy (at REFERENCE_PARAMS
+    when they have some); federated: run the Flower comparison."""
 
-    models: Sequence[str] = PRIVATE_MODELS
+    models: Sequence[str] = DEFAULT_MODELS
+    baselines: Sequence[str] = ("pop",)
     epsilons: Sequence[float] = DEFAULT_EPSILONS
     delta: float | None = None
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -102,7 +120,9 @@ def check_budgets(data_users: int, settings: ReportSettings) -> None:
     for model in settings.models:
         params = settings.params_for(model)
         for eps in settings.epsilons:
-            if math.isfinite(eps):
+            if math.isfinite(eps) and model in GRAM_MODELS:
+                check_budget(eps, settings.delta, data_users, model)
+            elif math.isfinite(eps):
                 plan_dp_sgd(
                     data_users,
                     int(params.get("batch_size", 512)),
@@ -137,34 +157,44 @@ def privacy_report(
     n_train_users = int(train.active_users().size)
     check_budgets(n_train_users, settings)
 
+    def run(model_name: str, eps: float, params: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        model = make_model(model_name, **params).fit(train)
+        fit_s = time.perf_counter() - t0
+        result = evaluate(model, split, k=(10,))
+        mia = mia_on_split(model, split.train, members)
+        spent = getattr(model, "privacy_", None)
+        private = spent is not None and spent.private
+        row = {
+            "model": model_name,
+            "epsilon": _label(eps),
+            "epsilon_spent": _label(spent.epsilon) if spent is not None else "inf",
+            "delta": spent.delta if spent is not None else 0.0,
+            "unit": spent.unit if private else "none",
+            "mechanism": spent.mechanism if spent is not None else "none",
+            "noise_multiplier": spent.noise_multiplier if spent is not None else 0.0,
+            "NDCG@10": result.metrics["NDCG@10"],
+            "HR@10": result.metrics["HR@10"],
+            "coverage": result.metrics["coverage@10"],
+            "mia_auc": mia.auc,
+            "mia_auc_se": mia.auc_se,
+            "fit_seconds": fit_s,
+        }
+        say(f"{model_name} epsilon={row['epsilon']}: NDCG@10 {row['NDCG@10']:.4f}, "
+            f"coverage {row['coverage']:.3f}, MIA AUC {row['mia_auc']:.3f} ({fit_s:.0f}s)")
+        return row
+
     rows: list[dict[str, Any]] = []
     for model_name in settings.models:
         for eps in settings.epsilons:
             params = {**settings.params_for(model_name, eps), "seed": settings.seed,
                       "target_epsilon": None if math.isinf(eps) else float(eps),
                       "target_delta": settings.delta}
-            t0 = time.perf_counter()
-            model = make_model(model_name, **params).fit(train)
-            fit_s = time.perf_counter() - t0
-            result = evaluate(model, split, k=(10,))
-            mia = mia_on_split(model, split.train, members)
-            spent = model.privacy_
-            row = {
-                "model": model_name,
-                "epsilon": _label(eps),
-                "epsilon_spent": _label(spent.epsilon),
-                "delta": spent.delta,
-                "noise_multiplier": spent.noise_multiplier,
-                "NDCG@10": result.metrics["NDCG@10"],
-                "HR@10": result.metrics["HR@10"],
-                "coverage": result.metrics["coverage@10"],
-                "mia_auc": mia.auc,
-                "mia_auc_se": mia.auc_se,
-                "fit_seconds": fit_s,
-            }
-            rows.append(row)
-            say(f"{model_name} epsilon={row['epsilon']}: NDCG@10 {row['NDCG@10']:.4f}, "
-                f"coverage {row['coverage']:.3f}, MIA AUC {row['mia_auc']:.3f} ({fit_s:.0f}s)")
+            rows.append(run(model_name, eps, params))
+    for model_name in settings.baselines:
+        params = {**REFERENCE_PARAMS.get(model_name, {}), **settings.reference_params.get(model_name, {})}
+        rows.append({**run(model_name, math.inf, params), "baseline": True})
+    add_shares(rows)
 
     report: dict[str, Any] = {
         "data": name,
@@ -176,11 +206,25 @@ def privacy_report(
         "n_train_users": n_train_users,
         "settings": {m: {"private": settings.params_for(m), "reference": settings.params_for(m, math.inf)}
                      for m in settings.models},
+        "baselines": list(settings.baselines),
         "rows": rows,
     }
     if settings.federated:
         report.update(federated_vs_centralised(split, settings, say))
     return report
+
+
+def add_shares(rows: list[dict[str, Any]]) -> None:
+    """Give every row its share of its own non-private counterpart's NDCG@10 (the same model's
+    epsilon = inf row; None without one) and of the best non-private row of any family."""
+    reference = {r["model"]: r["NDCG@10"] for r in rows if r["epsilon"] == "inf" and not r.get("baseline")}
+    nonprivate = [r for r in rows if r["epsilon"] == "inf"]
+    best = max(nonprivate, key=lambda r: r["NDCG@10"], default=None)
+    for r in rows:
+        own = reference.get(r["model"]) if not r.get("baseline") else None
+        r["share_of_own"] = r["NDCG@10"] / own if own else None
+        r["share_of_best"] = r["NDCG@10"] / best["NDCG@10"] if best and best["NDCG@10"] > 0 else None
+        r["best_nonprivate"] = best["model"] if best else None
 
 
 def federated_vs_centralised(split, settings: ReportSettings, say=lambda _m: None) -> dict[str, Any]:
@@ -243,11 +287,12 @@ def json_summary(report: dict[str, Any]) -> dict[str, Any]:
     models: dict[str, list[dict[str, Any]]] = {}
     for row in report["rows"]:
         models.setdefault(row["model"], []).append(
-            {k: row.get(k) for k in ("epsilon", "delta", "NDCG@10", "coverage", "mia_auc", "mia_auc_se",
-                                     "epsilon_spent", "HR@10", "noise_multiplier", "fit_seconds")}
+            {k: row.get(k) for k in ("epsilon", "delta", "unit", "NDCG@10", "coverage", "mia_auc", "mia_auc_se",
+                                     "share_of_own", "share_of_best", "best_nonprivate", "epsilon_spent",
+                                     "HR@10", "mechanism", "noise_multiplier", "fit_seconds")}
         )
     out = {k: report[k] for k in ("data", "n_users", "n_items", "n_events", "protocol", "mia_holdout",
-                                  "n_train_users", "settings")}
+                                  "n_train_users", "settings") if k in report}
     out["models"] = models
     if "federated" in report:
         out["federated_vs_centralised"] = {
@@ -267,18 +312,28 @@ def write_json(report: dict[str, Any], path: str | Path) -> Path:
 
 def format_table(report: dict[str, Any]) -> str:
     """Markdown tables: the privacy-utility rows, then federated vs centralised."""
-    head = "| model | epsilon | epsilon spent | delta | noise | NDCG@10 | HR@10 | coverage@10 | MIA AUC (± s.e.) | fit s |"
-    lines = [head, "|" + "---|" * 10]
+    head = ("| model | unit | epsilon | epsilon spent | delta | noise | NDCG@10 | share of own | share of best | "
+            "HR@10 | coverage@10 | MIA AUC (± s.e.) | fit s |")
+    lines = [head, "|" + "---|" * 13]
+
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.0f}%"
+
     for r in report["rows"]:
         eps_spent = r["epsilon_spent"]
         se = r.get("mia_auc_se")
         mia = f"{r['mia_auc']:.3f}" + (f" ± {se:.3f}" if se is not None else "")
         lines.append(
-            f"| {r['model']} | {r['epsilon']} | "
+            f"| {r['model']} | {r.get('unit', 'user')} | {r['epsilon']} | "
             f"{eps_spent if isinstance(eps_spent, str) else f'{eps_spent:.2f}'} | {r['delta']:.2g} | "
-            f"{r['noise_multiplier']:.2f} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['coverage']:.4f} | "
+            f"{r['noise_multiplier']:.2f} | {r['NDCG@10']:.4f} | {pct(r.get('share_of_own'))} | "
+            f"{pct(r.get('share_of_best'))} | {r['HR@10']:.4f} | {r['coverage']:.4f} | "
             f"{mia} | {r['fit_seconds']:.0f} |"
         )
+    best = next((r["best_nonprivate"] for r in report["rows"] if r.get("best_nonprivate")), None)
+    if best:
+        lines += ["", (f"Share of own: of the same model at epsilon = inf; share of best: of the best "
+                       f"non-private row ({best}).")]
     if "federated" in report:
         f, c, g = report["federated"], report["centralised"], report["federated_gap"]
         lines += [
@@ -358,10 +413,13 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
 __all__ = [
     "DEFAULT_EPSILONS",
+    "DEFAULT_MODELS",
     "DEFAULT_PARAMS",
+    "GRAM_MODELS",
     "PRIVATE_MODELS",
     "REFERENCE_PARAMS",
     "ReportSettings",
+    "add_shares",
     "check_budgets",
     "federated_vs_centralised",
     "format_table",
