@@ -161,3 +161,13 @@ def test_the_database_file_is_readable_by_its_owner_only(settings):
     db = Path(settings.database_url.split(":///", 1)[1])
     assert {stat.S_IMODE(p.stat().st_mode) for p in db.parent.glob(db.name + "*")} == {0o600}
     store.dispose()
+
+
+def test_a_service_for_private_models_only_serves_a_private_gram_model(make_client, tiny_shop):
+    from shoprec.models.registry import make_model
+
+    model = make_model("dp-ease", target_epsilon=8.0, target_delta=1e-3).fit(tiny_shop)
+    client = make_client(private_models_only=True, model=model)
+    status = client.get("/v1/model", headers=ADMIN).json()
+    assert status["name"] == "dp-ease" and "differential privacy" in status["summary"]
+    assert recommend(client, shopper_id="u1")["items"]

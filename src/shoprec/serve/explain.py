@@ -124,6 +124,9 @@ MODEL_WORDS = {
     "text": "product descriptions: items whose titles resemble what you looked at",
     "dp-mf": "taste factors learned with differential privacy",
     "dp-transformer": "the behaviour Transformer, trained with differential privacy",
+    "dp-ease": "an item-to-item model (EASE) fitted to co-purchase counts released with differential privacy",
+    "dp-item-knn": "item-to-item similarity from co-purchase counts released with differential privacy",
+    "dp-pop": "what sells most, counted with differential privacy",
 }
 
 
