@@ -89,15 +89,18 @@ def test_a_private_shopper_trains_only_private_models(client, tmp_path):
     assert recommend(client, shopper_id="bea")["recent"] != []
 
 
-def test_online_fine_tuning_leaves_private_and_none_shoppers_out(client, tmp_path):
-    from shoprec.serve.online import _new_events
+def test_online_fine_tuning_leaves_private_shoppers_out(make_client, tiny_shop, tmp_path):
+    from shoprec.models.transformer import TransformerRecommender
 
-    _shop(client)
+    path = TransformerRecommender(d=8, n_layers=1, max_len=8, epochs=1, batch_size=4, device="cpu",
+                                  seed=0).fit(tiny_shop).save(tmp_path / "models" / "transformer.npz")
+    client = make_client(model=None, model_path=str(path), retrain_min_events=5)
     _choose(client, "bea", "private")
-    store = _service(client).store
-    excluded = store.excluded_from_training(False)
-    assert excluded == {_service(client).pseudonymizer.pseudonymize("bea")}
-    assert set(_new_events(store, 0)["user"]) >= excluded  # stored: the filter, not the store, keeps them out
+    _shop(client)  # 12 events, 3 of them bea's
+    assert client.post("/v1/model/retrain", headers=ADMIN).status_code == 202
+    _service(client).learner.wait_idle()
+    [run] = client.get("/v1/model/retrains", headers=ADMIN).json()
+    assert run["status"] in ("swapped", "kept") and run["n_events"] == 9  # the fine-tune never saw bea's
 
 
 def test_a_service_for_private_models_only_refuses_a_plain_one(make_client, knn):
@@ -171,3 +174,16 @@ def test_a_service_for_private_models_only_serves_a_private_gram_model(make_clie
     status = client.get("/v1/model", headers=ADMIN).json()
     assert status["name"] == "dp-ease" and "differential privacy" in status["summary"]
     assert recommend(client, shopper_id="u1")["items"]
+
+
+def test_erasure_removes_the_shopper_from_a_model_served_from_memory(make_client, tiny_shop, pseudonymizer):
+    from shoprec.models.knn import ItemKNN
+
+    model = ItemKNN(neighbors=10).fit(tiny_shop.with_user_ids(pseudonymizer.pseudonymize))
+    client = make_client(model=model)
+    gone = pseudonymizer.pseudonymize("u1")
+    assert gone in _service(client).engine.model_view.model.users_.ids.tolist()
+    client.post("/v1/shoppers/erase", json={"shopper_id": "u1"}, headers=ADMIN)
+    served = _service(client).engine.model_view.model
+    assert gone not in served.users_.ids.tolist() and len(served.users_) == 5
+    assert recommend(client, shopper_id="u2")["items"]  # the edited model serves the others

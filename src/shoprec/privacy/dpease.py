@@ -24,10 +24,9 @@ import numpy as np
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_float, check_int
-from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 from shoprec.models.ease import ease_weights
 from shoprec.privacy.accountant import PrivacyReport
-from shoprec.privacy.gram import GramConfig, denoise_gram, noise_edge, place_scores
+from shoprec.privacy.gram import GramConfig, GramRecommender, denoise_gram, noise_edge, place_scores
 
 __all__ = ["DPEASE", "DPEASEConfig"]
 
@@ -56,7 +55,7 @@ class DPEASEConfig(GramConfig):
         check_int("max_items", self.max_items, 1, 200_000, where)
 
 
-class DPEASE(Recommender):
+class DPEASE(GramRecommender):
     """EASE on a user-level differentially private item-item Gram (one Gaussian release).
 
     Hyperparameters: the fields of `DPEASEConfig` (`shoprec models --params dp-ease`).
@@ -67,7 +66,6 @@ class DPEASE(Recommender):
     name = "dp-ease"
     config_class = DPEASEConfig
     config_: DPEASEConfig
-    per_user_state = PerUserState()  # B is item x item; known users score from `seen_`
 
     def _fit(self, train: Dataset, valid=None) -> None:
         cfg = self.config_
@@ -102,11 +100,6 @@ class DPEASE(Recommender):
             else np.asarray(rows @ self.weights_)
         return place_scores(kept, self.keep_, self.counts_, rows.shape[1], break_ties=self.privacy_.private)
 
-    def _score_histories(self, histories, events=None) -> np.ndarray:
-        return self._score_rows(histories_to_csr(histories, len(self.items_)))
-
-    def _score_known_users(self, users: np.ndarray) -> np.ndarray:
-        return self._score_rows(self.seen_[users])
 
     # ---- persistence -----------------------------------------------------------------------
     def _get_state(self):
@@ -119,9 +112,3 @@ class DPEASE(Recommender):
         self.counts_ = np.asarray(state["counts"], np.float64)
         self.l2_ = float(state["l2"])
         self.privacy_ = PrivacyReport.from_state(state["privacy"])
-
-    @property
-    def privacy(self) -> PrivacyReport:
-        """The (epsilon, delta) of the released Gram this model was built from."""
-        self._check_fitted()
-        return self.privacy_

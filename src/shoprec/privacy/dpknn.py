@@ -25,11 +25,11 @@ import scipy.sparse as sp
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import check_float, check_int
-from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 from shoprec.models.knn import item_similarity
 from shoprec.privacy.accountant import PrivacyReport
 from shoprec.privacy.gram import (
     GramConfig,
+    GramRecommender,
     denoise_gram,
     noise_edge,
     place_scores,
@@ -87,7 +87,7 @@ def dense_neighbours(gram: np.ndarray, counts: np.ndarray, neighbors: int, shrin
     )
 
 
-class DPItemKNN(Recommender):
+class DPItemKNN(GramRecommender):
     """Item-item cosine kNN on a user-level differentially private co-occurrence matrix.
 
     Hyperparameters: the fields of `DPItemKNNConfig` (`shoprec models --params dp-item-knn`).
@@ -97,7 +97,6 @@ class DPItemKNN(Recommender):
     name = "dp-item-knn"
     config_class = DPItemKNNConfig
     config_: DPItemKNNConfig
-    per_user_state = PerUserState()  # S is item x item; known users score from `seen_`
 
     def _fit(self, train: Dataset, valid=None) -> None:
         cfg = self.config_
@@ -132,11 +131,6 @@ class DPItemKNN(Recommender):
         return place_scores((rows @ self.similarity_).toarray(), self.keep_, self.counts_, len(self.items_),
                             break_ties=self.privacy_.private)
 
-    def _score_histories(self, histories, events=None) -> np.ndarray:
-        return self._score_rows(histories_to_csr(histories, len(self.items_)))
-
-    def _score_known_users(self, users: np.ndarray) -> np.ndarray:
-        return self._score_rows(self.seen_[users])
 
     def _get_state(self):
         s = self.similarity_
@@ -149,9 +143,3 @@ class DPItemKNN(Recommender):
         self.similarity_ = sp.csr_matrix((state["sim_data"], state["sim_indices"], state["sim_indptr"]), shape=(k, k))
         self.counts_ = np.asarray(state["counts"], np.float64)
         self.privacy_ = PrivacyReport.from_state(state["privacy"])
-
-    @property
-    def privacy(self) -> PrivacyReport:
-        """The (epsilon, delta) of the released Gram this model was built from."""
-        self._check_fitted()
-        return self.privacy_

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_choice, check_float, check_int
+from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 from shoprec.privacy.accountant import PrivacyReport, check_budget, is_private
 from shoprec.privacy.dp_counts import gaussian_sigma
 
@@ -40,6 +41,7 @@ __all__ = [
     "DENOISE",
     "MECHANISM",
     "GramConfig",
+    "GramRecommender",
     "GramRelease",
     "denoise_gram",
     "gram_sensitivity",
@@ -324,3 +326,27 @@ def place_scores(
     floor = kept_scores.min(axis=1, keepdims=True) if kept_scores.shape[1] else np.zeros((len(out), 1))
     out[:, rest] = (floor - 1.0 + 0.5 * prior[None, :]).astype(np.float32)
     return out
+
+
+class GramRecommender(Recommender):
+    """What the models built on one private Gram release share: item-side state only (a
+    shopper is scored from their own history at request time), scoring through `_score_rows`
+    (a csr matrix of histories -> scores over the catalogue), and the release's privacy record."""
+
+    per_user_state = PerUserState()  # item x item weights; known users score from `seen_`
+    privacy_: PrivacyReport
+
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def _score_histories(self, histories, events=None) -> np.ndarray:
+        return self._score_rows(histories_to_csr(histories, len(self.items_)))
+
+    def _score_known_users(self, users: np.ndarray) -> np.ndarray:
+        return self._score_rows(self.seen_[users])
+
+    @property
+    def privacy(self) -> PrivacyReport:
+        """The (epsilon, delta) of the released Gram this model was built from."""
+        self._check_fitted()
+        return self.privacy_

@@ -31,24 +31,6 @@ PRIVACY_CHOICES = ("personalised", "private", "none")
 class PrivacyStore(StoreCore):
     """Privacy choices, tombstones and complete erasure."""
 
-    def privacy_choices(self, shoppers: Sequence[str]) -> dict[str, str]:
-        """The stored choice of each of these pseudonyms that has one."""
-        if not shoppers:
-            return {}
-        t = PrivacyChoice.__table__
-        with self.engine.connect() as conn:
-            return dict(conn.execute(select(t.c.shopper, t.c.choice).where(t.c.shopper.in_(list(shoppers)))).all())
-
-    def shopper_privacy(self, shoppers: Sequence[str], digests: Sequence[str]) -> tuple[str, bool]:
-        """(choice, erased) of one shopper: `shoppers` are their pseudonyms, current key first,
-        `digests` the tombstone digests of those pseudonyms. One connection, two key lookups."""
-        c, e = PrivacyChoice.__table__, Erasure.__table__
-        with self.engine.connect() as conn:
-            found = dict(conn.execute(select(c.c.shopper, c.c.choice).where(c.c.shopper.in_(list(shoppers)))).all())
-            erased = conn.execute(select(e.c.digest).where(e.c.digest.in_(list(digests))).limit(1)).first()
-        choice = next((found[s] for s in shoppers if s in found), "personalised")
-        return choice, erased is not None
-
     def privacy_flags(self, shoppers: Sequence[str], digests: Sequence[str]) -> tuple[dict[str, str], set[str]]:
         """For a batch of pseudonyms and their tombstone digests: the stored choices, and the
         digests that have a tombstone. One connection, two key lookups."""
@@ -57,6 +39,12 @@ class PrivacyStore(StoreCore):
             choices = dict(conn.execute(select(c.c.shopper, c.c.choice).where(c.c.shopper.in_(list(shoppers)))).all())
             erased = {r[0] for r in conn.execute(select(e.c.digest).where(e.c.digest.in_(list(digests))))}
         return choices, erased
+
+    def shopper_privacy(self, shoppers: Sequence[str], digests: Sequence[str]) -> tuple[str, bool]:
+        """(choice, erased) of one shopper: `shoppers` are their pseudonyms, current key first,
+        `digests` the tombstone digests of those pseudonyms."""
+        found, erased = self.privacy_flags(shoppers, digests)
+        return next((found[s] for s in shoppers if s in found), "personalised"), bool(erased)
 
     def set_privacy_choice(self, shoppers: Sequence[str], choice: str) -> int:
         """Store `choice` for the shopper (its row under the current pseudonym `shoppers[0]`;
