@@ -112,3 +112,74 @@ def test_a_sequence_models_explanation_cites_the_event_whose_removal_lowers_the_
         item = model.items_.index([r.item_id])[0]
         assert without[item] < full[item]
         assert r.explanation.text.startswith("Because ")
+
+
+class FakeClocks:
+    """Wall and CPU clocks a test moves by hand: the gauge's decisions without timing anything."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+
+def gauge_with(clocks: FakeClocks, probe_every_s: float = 1.0):
+    from shoprec.serve.load import LoadGauge
+
+    return LoadGauge(smoothing=1.0, probe_every_s=probe_every_s, clock=lambda: clocks.wall,
+                     cpu_clock=lambda: clocks.cpu)
+
+
+def served_request(gauge, clocks: FakeClocks, budget_ms: float, cost_ms: float) -> bool:
+    """One request that costs cost_ms of CPU on whichever path the gauge picks; returns whether
+    it was degraded (the cheap path then costs a tenth)."""
+    with gauge.request(budget_ms) as ticket:
+        path = "embedding" if ticket.degrade else "model"
+        clocks.cpu += cost_ms / 1000 / (10 if ticket.degrade else 1)
+        gauge.served_by(path, ticket)
+    return ticket.degrade
+
+
+def test_the_latency_budget_degrades_a_request_whose_expected_time_is_over_it():
+    clocks = FakeClocks()
+    gauge = gauge_with(clocks)
+    assert served_request(gauge, clocks, budget_ms=50, cost_ms=80) is False  # nothing measured yet
+    assert served_request(gauge, clocks, budget_ms=50, cost_ms=80) is True
+    assert gauge.request_ms == pytest.approx(80)  # the degraded request did not teach the model cost
+    assert served_request(gauge, clocks, budget_ms=0, cost_ms=80) is False  # budget 0: never degrade
+
+
+def test_requests_in_flight_multiply_the_expected_time():
+    clocks = FakeClocks()
+    gauge = gauge_with(clocks)
+    served_request(gauge, clocks, budget_ms=50, cost_ms=20)
+    assert served_request(gauge, clocks, budget_ms=50, cost_ms=20) is False  # 20 ms alone
+    with gauge.request(50), gauge.request(50):  # two more in flight: 3 x 20 ms > 50 ms
+        assert served_request(gauge, clocks, budget_ms=50, cost_ms=20) is True
+
+
+def test_a_degraded_gauge_probes_the_model_path_and_recovers_when_it_is_cheap_again():
+    # A slow spell (a cold first request, a noisy neighbour) must not send every later request
+    # down the cheap path: once a second one request re-measures the model path.
+    clocks = FakeClocks()
+    gauge = gauge_with(clocks, probe_every_s=1.0)
+    served_request(gauge, clocks, budget_ms=50, cost_ms=200)
+    degraded = [served_request(gauge, clocks, budget_ms=50, cost_ms=10) for _ in range(5)]
+    assert degraded == [True] * 5  # within the second: the stale 200 ms estimate holds
+    clocks.wall += 1.0
+    assert served_request(gauge, clocks, budget_ms=50, cost_ms=10) is False  # the probe
+    assert gauge.request_ms == pytest.approx(10)
+    assert [served_request(gauge, clocks, budget_ms=50, cost_ms=10) for _ in range(3)] == [False] * 3
+
+
+def test_the_engine_serves_the_embedding_path_under_its_latency_budget(tiny_shop):
+    from shoprec.serve.engine import ServingEngine as Engine
+
+    eng = Engine(latency_budget_ms=50)
+    eng.set_model(ItemKNN(neighbors=10, shrink=0.0).fit(tiny_shop))
+    history = ["i5", "i6"]
+    assert eng.recommend(history, ["view", "view"], 3).path == "model"
+    eng.load.request_ms = 1e6  # as if the model path had just been very slow
+    eng.load._last_model_path = float("inf")  # and no probe is due
+    served = eng.recommend(history, ["view", "view"], 3)
+    assert served.path == "embedding" and served.degraded
+    assert eng.load.served["embedding"] == 1

@@ -189,8 +189,8 @@ class OnlineExplorer:
         centres = interests[0][valid[0]].astype(np.float32)
         # Long-tail items nearest each interest, and new items nearest any: the pools of
         # `shoprec.explore.pools`, over the precomputed rows, disallowed items masked.
-        tail_sims = np.where(allowed[self.tail][None, :], centres @ self._tail_features.T, -np.inf)
-        best_tail = top_n(tail_sims, pools.n_per_interest) if len(centres) else np.zeros((0, 0), np.int64)
+        best_tail = (top_n(centres @ self._tail_features.T, pools.n_per_interest, allowed[self.tail])
+                     if len(centres) else np.zeros((0, 0), np.int64))
         long_items = np.where(best_tail >= 0, self.tail[np.maximum(best_tail, 0)], -1).reshape(1, -1)
         long_idx = np.where(best_tail >= 0, np.arange(len(centres), dtype=np.int16)[:, None], -1).reshape(1, -1)
         new_sims = centres @ self._new_features.T if len(centres) else np.zeros((0, len(self.new_items)))

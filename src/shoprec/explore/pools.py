@@ -79,18 +79,59 @@ class Candidates:
 
 def top_n(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:
     """Indices of the n best columns per row, best first (ties by lower index); -1 pads rows
-    with fewer than n allowed columns. allowed: boolean mask, (cols,) or (rows, cols)."""
-    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    if allowed is not None:
-        scores = np.where(allowed, scores, -np.inf)
-    n = min(n, scores.shape[1])
+    with fewer than n allowed columns. allowed: boolean mask, (cols,) or (rows, cols).
+
+    A request scores a whole catalogue to keep a few dozen items, so the common case is served by
+    a partial selection of the raw scores (no masked copy), checked to be exact: the best n
+    allowed of a row are inside its raw top m whenever the top m hold n allowed items scoring
+    strictly above the m-th raw score. Rows where that check fails take the exact masked path.
+    """
+    scores = np.atleast_2d(np.asarray(scores))
+    if scores.dtype.kind != "f":
+        scores = scores.astype(np.float64)
+    rows, cols = scores.shape
+    n = min(n, cols)
     if n == 0:
-        return np.zeros((len(scores), 0), np.int64)
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+        return np.zeros((rows, 0), np.int64)
+    m = 2 * n + 32
+    if m * 4 > cols:
+        return _top_n_masked(scores, n, allowed)
+    part = np.argpartition(scores, cols - m, axis=1)[:, cols - m:]
+    vals = np.take_along_axis(scores, part, axis=1)
+    floor = vals.min(axis=1)
+    if allowed is not None:
+        allowed = np.asarray(allowed, bool)
+        ok = allowed[part] if allowed.ndim == 1 else np.take_along_axis(np.broadcast_to(allowed, scores.shape), part, 1)
+        vals = np.where(ok, vals, -np.inf)
+    order = np.lexsort((part, -vals), axis=1)[:, :n]
+    top = np.take_along_axis(part, order, axis=1)
+    best = np.take_along_axis(vals, order, axis=1)
+    exact = best[:, -1] > floor  # n allowed items above the partition's floor: nothing outside beats them
+    top = np.where(np.isfinite(best), top, -1)
+    if not exact.all():
+        redo = np.flatnonzero(~exact)
+        sub = None if allowed is None else (allowed if allowed.ndim == 1 else np.broadcast_to(allowed, scores.shape)[redo])
+        top[redo] = _top_n_masked(scores[redo], n, sub)
+    return top
+
+
+def _top_n_masked(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.ndarray:
+    """`top_n` by masking every disallowed column first: exact for any scores, ties included
+    (a partition alone would pick any of the items tied at the n-th value)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = ~np.isnan(scores) if allowed is None else (np.asarray(allowed, bool) & ~np.isnan(scores))
+    scores = np.where(keep, scores, -np.inf)
+    rows, cols = scores.shape
+    nth = np.partition(scores, cols - n, axis=1)[:, cols - n][:, None]
+    above = scores > nth
+    tied = scores == nth
+    need = n - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly n per row, lowest index among ties
+    part = np.nonzero(chosen)[1].reshape(rows, n)
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     top = np.take_along_axis(part, order, axis=1)
-    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    return np.where(np.isfinite(np.take_along_axis(vals, order, axis=1)), top, -1)
 
 
 def interest_pool(
@@ -133,7 +174,11 @@ def new_item_pool(interests: np.ndarray, interest_valid: np.ndarray, item_featur
 
 def trending_pool(recent_counts: np.ndarray, n: int, available: np.ndarray, n_req: int) -> np.ndarray:
     """The n items with the most recent engagement (the same row for every request)."""
-    trend = top_n(np.asarray(recent_counts, np.float64)[None], n, available & (recent_counts > 0))[0]
+    recent_counts = np.asarray(recent_counts, np.float64)
+    engaged = np.flatnonzero(recent_counts > 0)  # few, early on: select among them only
+    pick = top_n(recent_counts[engaged][None], n, np.asarray(available, bool)[engaged])[0]
+    trend = np.full(min(n, len(recent_counts)), -1, np.int64)
+    trend[: len(pick)] = np.where(pick >= 0, engaged[np.maximum(pick, 0)], -1)
     return np.broadcast_to(trend, (n_req, len(trend)))
 
 

@@ -258,14 +258,13 @@ class ServingEngine:
         rng = rng or np.random.default_rng()
         now = time.time() if now is None else now
 
-        with self.load.request() as expected_ms:
+        with self.load.request(self.latency_budget_ms) as ticket:
             position = view.position
             hist_idx = np.fromiter((position.get(i, -1) for i in items), dtype=np.int64, count=len(items))
             known = hist_idx >= 0
             cold_start = not known.any()
-            degrade = bool(self.latency_budget_ms) and expected_ms > self.latency_budget_ms
-            scores, path = self.scores(view, hist_idx, events, degrade)
-            self.load.served_by(path)
+            scores, path = self.scores(view, hist_idx, events, ticket.degrade)
+            self.load.served_by(path, ticket)
 
             allowed = al.eligible.copy()
             if known.any():

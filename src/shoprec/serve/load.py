@@ -4,28 +4,52 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-__all__ = ["LoadGauge"]
+__all__ = ["LoadGauge", "Ticket"]
+
+
+@dataclass
+class Ticket:
+    """One request's view of the gauge: whether to take the cheaper path, and the path it took."""
+
+    degrade: bool
+    path: str | None = None
 
 
 class LoadGauge:
     """Requests in flight and EWMAs of a request's compute time on the model path: what the
     latency budget decision reads. The expected time of a new request is that cost times the
-    requests in flight with it (their Python work holds one interpreter, so they queue)."""
+    requests in flight with it (their Python work holds one interpreter, so they queue).
 
-    def __init__(self, smoothing: float = 0.1) -> None:
+    Only model-path requests measure the model path's cost, so a gauge that degraded every
+    request would never learn that the cost fell again (after a slow first request, a burst, a
+    noisy neighbour): once every `probe_every_s` one request takes the model path anyway.
+    clock and cpu_clock are injectable for tests (wall and thread CPU seconds).
+    """
+
+    def __init__(self, smoothing: float = 0.1, probe_every_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.smoothing = smoothing
+        self.probe_every_s = probe_every_s
         self.in_flight = 0
         self.model_ms = 0.0
         self.request_ms = 0.0
         self.served = {"model": 0, "embedding": 0, "popularity": 0}
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self._last_model_path = clock()
         self._lock = threading.Lock()
 
-    def served_by(self, path: str) -> None:
-        """Count one slate served by a scoring path ("model", "embedding", "popularity")."""
+    def served_by(self, path: str, ticket: Ticket | None = None) -> None:
+        """Count one slate served by a scoring path ("model", "embedding", "popularity"), and
+        note it on the request's ticket (a model-path request teaches the cost when it ends)."""
         with self._lock:
             self.served[path] = self.served.get(path, 0) + 1
+        if ticket is not None:
+            ticket.path = path
 
     def record_model_seconds(self, seconds: float) -> None:
         ms = seconds * 1000.0
@@ -33,20 +57,27 @@ class LoadGauge:
             self.model_ms = ms if self.model_ms == 0 else (1 - self.smoothing) * self.model_ms + self.smoothing * ms
 
     @contextmanager
-    def request(self):
-        """Count a request in flight; yields the expected milliseconds it would take on the model
-        path. The caller says which path it took with `served_by`."""
+    def request(self, budget_ms: float = 0.0):
+        """Count a request in flight; yields its `Ticket`: `degrade` when its expected
+        milliseconds on the model path, under the current load, exceed `budget_ms` (0: never),
+        unless a probe of the model path is due. The caller says which path it took with
+        `served_by(path, ticket)`."""
         with self._lock:
             self.in_flight += 1
-            expected = self.request_ms * self.in_flight
-            served_before = self.served.get("model", 0)
-        t0 = time.thread_time()  # CPU time of this request: waiting for the others does not count
+            now = self._clock()
+            degrade = bool(budget_ms) and self.request_ms * self.in_flight > budget_ms
+            if degrade and now - self._last_model_path >= self.probe_every_s:
+                degrade = False  # this one re-measures the model path
+            if not degrade:
+                self._last_model_path = now
+        ticket = Ticket(degrade)
+        t0 = self._cpu_clock()  # CPU time of this request: waiting for the others does not count
         try:
-            yield expected
+            yield ticket
         finally:
-            ms = (time.thread_time() - t0) * 1000.0
+            ms = (self._cpu_clock() - t0) * 1000.0
             with self._lock:
                 self.in_flight -= 1
-                if self.served.get("model", 0) > served_before:  # only model-path requests teach the cost
+                if ticket.path == "model":  # only model-path requests teach the cost
                     a = self.smoothing
                     self.request_ms = ms if self.request_ms == 0 else (1 - a) * self.request_ms + a * ms

@@ -222,11 +222,12 @@ class Service:
                               f"and the {model.name!r} model was trained without differential privacy. Train "
                               "one with `shoprec train --model dp-... --epsilon E`.")
 
-    def shopper_state(self, names: list[str]):
-        """(state, space) stored for a shopper under any of their pseudonyms, or (None, None)."""
+    def shopper_state(self, names: list[str], stored: dict[str, Any] | None = None):
+        """(state, space) stored for a shopper under any of their pseudonyms, or (None, None).
+        stored: the state row just written for names[0] (by `resolve_skips`): no read then."""
         from shoprec.explore.online import unpack_state
 
-        row = self.store.shopper_state(names)
+        row = stored if stored is not None else self.store.shopper_state(names)
         if row is None:
             return None, None
         return unpack_state(row["state"], int(row["dim"])), row["space"]

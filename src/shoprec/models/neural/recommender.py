@@ -133,7 +133,8 @@ class NeuralSequenceRecommender(Recommender):
         items: np.ndarray | None = None,
     ) -> np.ndarray:
         net = self.net_
-        net.eval()
+        if net.training:  # eval() walks every submodule: ~1 ms a call, on every request
+            net.eval()
         candidates = None if items is None else torch.as_tensor(np.asarray(items, np.int64), device=self.device_)
         out = np.empty((len(histories), net_items(net) if items is None else len(items)), dtype=np.float32)
         width = self.config_.max_len

@@ -99,8 +99,8 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
         items, events = service.store.history(names, settings.history_limit)
         kind = "shopper"
         if service.engine.model_view is not None and logged:
-            service.store.resolve_skips(shopper, service.feedback_hook())
-            state, space = service.shopper_state(names)
+            resolved = service.store.resolve_skips(shopper, service.feedback_hook())
+            state, space = service.shopper_state(names, stored=resolved)
     else:
         items = [e.item_id for e in session or []]
         events = [e.event for e in session or []]
