@@ -11,6 +11,7 @@ module per command.
     shoprec serve [--demo] [--db URL] [--model FILE]
     shoprec privacy-report --data PATH --format FORMAT [--epsilons ...]
     shoprec simulate [--policies ...] [--rounds N] [--seeds N]
+    shoprec ope --db URL --policy greedy,fixed:0.05,logged [--since T] [--until T] [--json F]  (read-only)
 
 `python -m shoprec.cli ...` runs the same (torchrun needs that form).
 """

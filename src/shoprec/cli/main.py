@@ -16,6 +16,7 @@ from shoprec.cli import (
     demo,
     evaluate,
     models,
+    ope,
     privacy,
     recommend,
     retrain,
@@ -27,7 +28,7 @@ from shoprec.errors import ShoprecError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (evaluate, train, retrain, recommend, data, models, demo, serve, privacy, simulate)
+COMMANDS = (evaluate, train, retrain, recommend, data, models, demo, serve, privacy, simulate, ope)
 EXIT_ERROR = 2
 
 

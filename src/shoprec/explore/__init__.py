@@ -12,6 +12,8 @@
   updates, `to_arrays` / `from_arrays`).
 - `online`: one request at a time with the shopper's state stored outside (`OnlineExplorer`):
   what the HTTP service runs.
+- `offpolicy`: target policies (logged, greedy, fixed-rate epsilon-greedy) evaluated on the
+  service's logged slates (`shoprec ope`).
 
 See docs/exploration.md for the rules and the benchmark.
 """
