@@ -114,6 +114,31 @@ def test_a_sequence_models_explanation_cites_the_event_whose_removal_lowers_the_
         assert r.explanation.text.startswith("Because ")
 
 
+def test_one_encoding_pass_scores_and_explains_as_separate_passes_do(tiny_shop):
+    # The service encodes the history and its removal variants in one forward pass; the scores
+    # and the cited events must be those of scoring each history on its own.
+    from shoprec.models.transformer import TransformerRecommender
+    from shoprec.serve.explain import anchor_by_removal, removal_histories
+
+    model = TransformerRecommender(d=8, n_layers=1, max_len=6, epochs=2, batch_size=4, device="cpu", seed=0)
+    model.fit(tiny_shop)
+    e = ServingEngine()
+    e.set_model(model)
+    view = e.model_view
+    hist_idx = model.items_.index(["i1", "i2", "i5", "i3"])
+    codes = np.array([0, 1, 0, 3], np.int8)
+    window, histories, events = removal_histories(hist_idx, codes)
+    encoded = model.encode_histories(histories, events)
+    np.testing.assert_allclose(model.score_encoded(encoded), model.score_histories(histories, events), rtol=1e-5)
+    chosen = np.array([0, 3, 6, 7])
+    np.testing.assert_array_equal(anchor_by_removal(view, hist_idx, codes, chosen, encoded=encoded)[0],
+                                  anchor_by_removal(view, hist_idx, codes, chosen)[0])
+    scores, path = e.scores(view, hist_idx, ["view", "cart", "view", "purchase"])
+    one_pass, _, kept = e._scored(view, hist_idx, ["view", "cart", "view", "purchase"], False, explain=True)
+    assert path == "model" and kept is not None and len(kept) == len(histories)
+    np.testing.assert_allclose(one_pass, scores, rtol=1e-6)
+
+
 class FakeClocks:
     """Wall and CPU clocks a test moves by hand: the gauge's decisions without timing anything."""
 

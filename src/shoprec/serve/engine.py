@@ -40,6 +40,7 @@ from shoprec.serve.explain import (
     describe,
     describe_new,
     model_summary,
+    removal_histories,
 )
 from shoprec.serve.load import LoadGauge
 from shoprec.serve.views import (
@@ -203,26 +204,41 @@ class ServingEngine:
                degrade: bool = False) -> tuple[np.ndarray, str]:
         """The model's scores over every item for a history of model indices (unknown ones -1),
         and the path that computed them: "model", "embedding" (the cheap path) or "popularity"."""
+        scores, path, _ = self._scored(view, hist_idx, events, degrade, explain=False)
+        return scores, path
+
+    def _scored(self, view: ModelView, hist_idx: np.ndarray, events: list[str] | None, degrade: bool,
+                explain: bool):
+        """`scores`, and with explain (a sequence model on the model path) the encoded history
+        variants that the explanation rescores: one forward pass for both, the history scored
+        over the whole catalogue, its variants later over the chosen items only."""
         known = hist_idx >= 0
+        encoded = None
         if not known.any():
-            return view.popularity.astype(np.float64, copy=True), "popularity"
+            return view.popularity.astype(np.float64, copy=True), "popularity", None
         if degrade:
             recent = view.vectors[hist_idx[known][-5:]]
             scores = (view.vectors @ recent.mean(axis=0)).astype(np.float64)
             path = "embedding"
         else:
             codes = self._event_codes(events, len(hist_idx))
+            model = view.model
+            variants = removal_histories(hist_idx, codes) if explain and hasattr(model, "encode_histories") else None
             # The batch scoring hook on indices: `score_history` would look the ids up again
             # and build a pandas Categorical of the events on every request (~1.5 ms).
             t0 = time.perf_counter()
-            scores = np.array(view.model.score_histories(
-                [hist_idx[known]], None if codes is None else [codes[known]])[0], dtype=np.float64)
+            if variants is not None:
+                encoded = model.encode_histories(variants[1], variants[2])
+                scores = np.array(model.score_encoded(encoded[:1])[0], dtype=np.float64)
+            else:
+                scores = np.array(model.score_histories(
+                    [hist_idx[known]], None if codes is None else [codes[known]])[0], dtype=np.float64)
             self.load.record_model_seconds(time.perf_counter() - t0)
             path = "model"
         spread = max(float(scores.max()), -float(scores.min())) if scores.size else 0.0
         # Popularity breaks ties (many items score exactly 0 for neighbourhood models).
         scores += view.popularity * (1e-9 * max(spread, 1.0))
-        return scores, path
+        return scores, path, encoded
 
     @staticmethod
     def _event_codes(events: list[str] | None, n: int) -> np.ndarray | None:
@@ -263,7 +279,8 @@ class ServingEngine:
             hist_idx = np.fromiter((position.get(i, -1) for i in items), dtype=np.int64, count=len(items))
             known = hist_idx >= 0
             cold_start = not known.any()
-            scores, path = self.scores(view, hist_idx, events, ticket.degrade)
+            explain = view.model.sequential and self.explain_by_model
+            scores, path, encoded = self._scored(view, hist_idx, events, ticket.degrade, explain)
             self.load.served_by(path, ticket)
 
             allowed = al.eligible.copy()
@@ -286,7 +303,7 @@ class ServingEngine:
             by_model = path == "model" and view.model.sequential and self.explain_by_model
             if by_model:
                 anchors, strength = anchor_by_removal(view, hist_idx, self._event_codes(events, len(hist_idx)),
-                                                      chosen)
+                                                      chosen, encoded=encoded)
             else:
                 anchors, strength = anchor_by_similarity(view, hist_idx, chosen)
             recs = [describe(view, cat, int(m), int(al.m2c[m]), float(scores[m]), bool(e), float(q), reason,

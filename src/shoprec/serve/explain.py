@@ -18,8 +18,19 @@ import numpy as np
 
 from shoprec.serve.views import CatalogueView, Explanation, ModelView, Recommendation
 
-__all__ = ["ANCHOR_WINDOW", "EXPLORING", "LOO_WINDOW", "VERBS", "anchor_by_removal", "anchor_by_similarity",
-           "catalogue_fields", "describe", "describe_new", "model_summary"]
+__all__ = [
+    "ANCHOR_WINDOW",
+    "EXPLORING",
+    "LOO_WINDOW",
+    "VERBS",
+    "anchor_by_removal",
+    "anchor_by_similarity",
+    "catalogue_fields",
+    "describe",
+    "describe_new",
+    "model_summary",
+    "removal_histories",
+]
 
 ANCHOR_WINDOW = 50  # the latest history items considered as the "because" of a similarity explanation
 LOO_WINDOW = 10  # the latest history events removed one at a time for a model-grounded explanation
@@ -39,21 +50,37 @@ EXPLORING = {
 """What an exploratory slot says, by the candidate pool it came from."""
 
 
-def anchor_by_removal(view: ModelView, hist_idx: np.ndarray, codes: np.ndarray | None,
-                      chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each chosen item, the history position whose removal lowers its score most, and that
-    drop (<= 0 where no removal lowers it). hist_idx: model indices of the history (-1 unknown);
-    codes: their event codes or None. One batch of up to LOO_WINDOW rescored histories."""
+def removal_histories(hist_idx: np.ndarray, codes: np.ndarray | None):
+    """The history (known items only) and its variants with one of the latest `LOO_WINDOW` events
+    removed: (window positions, histories, event codes or None), the full history first; None
+    when there are fewer than two known events (nothing to compare)."""
     known = np.flatnonzero(hist_idx >= 0)
     window = known[-LOO_WINDOW:]
-    if len(window) < 2 or not len(chosen):
-        return np.full(len(chosen), -1, np.int64), np.zeros(len(chosen))
+    if len(window) < 2:
+        return None
     keep = [known[known != p] for p in window]
     histories = [hist_idx[known]] + [hist_idx[k] for k in keep]
     events = None if codes is None else [codes[known]] + [codes[k] for k in keep]
+    return window, histories, events
+
+
+def anchor_by_removal(view: ModelView, hist_idx: np.ndarray, codes: np.ndarray | None,
+                      chosen: np.ndarray, encoded=None) -> tuple[np.ndarray, np.ndarray]:
+    """For each chosen item, the history position whose removal lowers its score most, and that
+    drop (<= 0 where no removal lowers it). hist_idx: model indices of the history (-1 unknown);
+    codes: their event codes or None. One batch of up to LOO_WINDOW rescored histories.
+    encoded: the model's `encode_histories` of `removal_histories(...)`, when the caller has
+    encoded them already (with the scoring pass): only the chosen items are scored then."""
+    variants = removal_histories(hist_idx, codes)
+    if variants is None or not len(chosen):
+        return np.full(len(chosen), -1, np.int64), np.zeros(len(chosen))
+    window, histories, events = variants
     model = view.model
-    if hasattr(model, "score_histories_on"):  # rescore only the chosen items
-        scores = model.score_histories_on(histories, events, np.asarray(chosen, np.int64))
+    chosen = np.asarray(chosen, np.int64)
+    if encoded is not None:
+        scores = model.score_encoded(encoded, chosen)
+    elif hasattr(model, "score_histories_on"):  # rescore only the chosen items
+        scores = model.score_histories_on(histories, events, chosen)
     else:
         scores = model.score_histories(histories, events)[:, chosen]
     drop = scores[0][None, :] - scores[1:]  # (window, chosen)

@@ -132,28 +132,51 @@ class NeuralSequenceRecommender(Recommender):
         timestamps: list[np.ndarray] | None = None,
         items: np.ndarray | None = None,
     ) -> np.ndarray:
+        out = np.empty((len(histories), net_items(self.net_) if items is None else len(items)), dtype=np.float32)
+        for start in range(0, len(histories), _SCORE_BLOCK):
+            block = slice(start, start + _SCORE_BLOCK)
+            hidden = self._encode(histories[block], None if events is None else events[block],
+                                  None if timestamps is None else timestamps[block])
+            out[block] = self._score_encoded(hidden, items)
+        return out
+
+    def _encode(self, histories: list[np.ndarray], events: list[np.ndarray] | None,
+                timestamps: list[np.ndarray] | None) -> torch.Tensor:
+        """The network's state after each history's last event, (len(histories), d)."""
         net = self.net_
         if net.training:  # eval() walks every submodule: ~1 ms a call, on every request
             net.eval()
-        candidates = None if items is None else torch.as_tensor(np.asarray(items, np.int64), device=self.device_)
-        out = np.empty((len(histories), net_items(net) if items is None else len(items)), dtype=np.float32)
         width = self.config_.max_len
-        for start in range(0, len(histories), _SCORE_BLOCK):
-            hs = histories[start : start + _SCORE_BLOCK]
-            items = pad_left(hs, width, 1)
-            if events is None:
-                evs = pad_left([np.full(len(h), self.default_event_) for h in hs], width, 1)
-            else:
-                evs = pad_left(events[start : start + _SCORE_BLOCK], width, 1)
-            if timestamps is None:
-                gaps = np.where(items > 0, UNKNOWN_GAP, 0)
-            else:
-                times = pad_left(timestamps[start : start + _SCORE_BLOCK], width)
-                gaps = gap_matrix(items, times, self._n_time_buckets())
-            with torch.no_grad():
-                hidden = net(self._long(items), self._long(evs), self._long(gaps))[:, -1]
-                out[start : start + len(hs)] = net.score(hidden, candidates).float().cpu().numpy()
-        return out
+        items = pad_left(histories, width, 1)
+        if events is None:
+            evs = pad_left([np.full(len(h), self.default_event_) for h in histories], width, 1)
+        else:
+            evs = pad_left(events, width, 1)
+        if timestamps is None:
+            gaps = np.where(items > 0, UNKNOWN_GAP, 0)
+        else:
+            gaps = gap_matrix(items, pad_left(timestamps, width), self._n_time_buckets())
+        with torch.no_grad():
+            return net(self._long(items), self._long(evs), self._long(gaps))[:, -1]
+
+    def _score_encoded(self, hidden: torch.Tensor, items: np.ndarray | None) -> np.ndarray:
+        candidates = None if items is None else torch.as_tensor(np.asarray(items, np.int64), device=self.device_)
+        with torch.no_grad():
+            return self.net_.score(hidden, candidates).float().cpu().numpy()
+
+    def encode_histories(self, histories: list[np.ndarray], events: list[np.ndarray] | None = None):
+        """The network's state after each history (at most 256), to score later with
+        `score_encoded`: the service encodes a history and its variants in one pass, scores the
+        history over the catalogue and the variants over the few items it chose."""
+        self._check_fitted()
+        if len(histories) > _SCORE_BLOCK:
+            raise ConfigError(f"encode_histories takes at most {_SCORE_BLOCK} histories; got {len(histories)}.")
+        return self._encode(histories, events, None)
+
+    def score_encoded(self, hidden, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores (rows of hidden, items) of encoded histories; items None: the whole catalogue."""
+        self._check_fitted()
+        return self._score_encoded(hidden, items)
 
     def score_histories_on(self, histories: list[np.ndarray], events: list[np.ndarray] | None,
                            items: np.ndarray) -> np.ndarray:
