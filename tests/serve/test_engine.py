@@ -127,7 +127,7 @@ def test_one_encoding_pass_scores_and_explains_as_separate_passes_do(tiny_shop):
     view = e.model_view
     hist_idx = model.items_.index(["i1", "i2", "i5", "i3"])
     codes = np.array([0, 1, 0, 3], np.int8)
-    window, histories, events = removal_histories(hist_idx, codes)
+    _, histories, events = removal_histories(hist_idx, codes)
     encoded = model.encode_histories(histories, events)
     np.testing.assert_allclose(model.score_encoded(encoded), model.score_histories(histories, events), rtol=1e-5)
     chosen = np.array([0, 3, 6, 7])
