@@ -10,6 +10,7 @@ optional extras are only needed by the modules that use them):
     dpmf            "dp-mf": matrix factorisation with user-level DP
     dptransformer   "dp-transformer": the behaviour Transformer with user-level DP
     dp_counts       DP item counts for the popularity / trending pools; "dp-pop"
+    discrete        exact discrete Laplace / Gaussian noise (secure or seeded) and its calibration
     mia             membership-inference (loss-threshold) attack and its AUC
     federated       Flower ClientApp / ServerApp, FedAvg over item parameters, DP-FedAvg, SecAgg+
     erasure         forget(user): logs, datasets, saved models, shared-weight policy

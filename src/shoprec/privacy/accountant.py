@@ -242,7 +242,8 @@ class PrivacyReport:
 
     epsilon, delta: the guarantee of the released shared weights (inf, 0 without privacy).
     unit: what one 'neighbouring dataset' step changes ("user": one shopper's whole history).
-    mechanism: "dp-sgd", "none", "laplace", "gaussian", "dp-fedavg".
+    mechanism: "dp-sgd", "none", "laplace", "gaussian", "discrete-laplace", "discrete-gaussian",
+        "gaussian-gram", "dp-fedavg".
     """
 
     mechanism: str

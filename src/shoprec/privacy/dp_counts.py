@@ -9,9 +9,21 @@ count vector by at most c = max_items_per_user in L1 norm and sqrt(c) in L2 norm
 - Gaussian mechanism: counts + N(0, sigma^2), sigma from the analytic Gaussian mechanism
   (Balle & Wang 2018) for L2 sensitivity sqrt(c), (epsilon, delta)-DP for any epsilon > 0.
 
-Noise comes from numpy's seeded generator (reproducible, not cryptographically secure, and
-floating-point samplers have known weaknesses; see docs/privacy.md). The spent budget is a
-`PrivacyReport` that `DPPopularity` saves beside its counts. `dp_item_counts(...).counts` and
+The `sampler` picks where the noise comes from:
+
+- "float" (the default, reproducible): numpy's seeded floating-point Laplace / normal
+  generators. Floating-point samplers have known weaknesses (Mironov 2012), and the seed is
+  predictable; fine for experiments, not for a hardened release.
+- "discrete": exact integer noise (`shoprec.privacy.discrete`): the discrete Laplace with scale
+  >= c / epsilon, pure epsilon-DP; the discrete Gaussian with sigma^2 calibrated for the
+  discrete mechanism itself (CKS Theorem 7 when c = 1, zCDP and CKS Corollary 13 otherwise).
+  Randomness from the operating system's CSPRNG, for both the noise and the choice of which
+  items a heavy shopper keeps (see `bounded_pairs`). Not reproducible, by design.
+- "discrete-seeded": the same exact algorithms driven by numpy's seeded generator:
+  reproducible, for tests and experiments; as predictable as "float".
+
+The spent budget is a `PrivacyReport` (mechanism "laplace", "gaussian", "discrete-laplace" or
+"discrete-gaussian") that `DPPopularity` saves beside its counts. `dp_item_counts(...).counts` and
 `dp_recent_counts(...).counts` are what `shoprec.explore.pools` takes as `popularity` and
 `recent_counts`.
 """
@@ -19,6 +31,7 @@ floating-point samplers have known weaknesses; see docs/privacy.md). The spent b
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +40,17 @@ from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_choice, check_float, check_int
 from shoprec.models.base import PerUserState, Recommender
 from shoprec.privacy.accountant import PrivacyReport, check_budget
+from shoprec.privacy.discrete import (
+    SecureIntegers,
+    SeededIntegers,
+    calibrate_discrete_gaussian,
+    calibrate_discrete_laplace,
+    discrete_gaussian,
+    discrete_laplace,
+)
 
 MECHANISMS = ("laplace", "gaussian")
+SAMPLERS = ("float", "discrete", "discrete-seeded")
 DAY = 86_400
 
 
@@ -46,7 +68,9 @@ def bounded_pairs(
     """Distinct (user, item) pairs with at most `max_items_per_user` items per user.
 
     mask: rows of `data` to use (for example a time window). A user with more distinct items
-    keeps a seeded random subset of them.
+    keeps a seeded random subset of them. The subset of every shopper depends on the random
+    numbers the others drew before them, so a sensitivity of c needs the seed to be unknown to
+    an attacker: the "discrete" sampler of `dp_item_counts` passes a secret one.
     """
     users, items = data.user_idx, data.item_idx
     if mask is not None:
@@ -99,39 +123,72 @@ def dp_item_counts(
     max_items_per_user: int = 10,
     mask: np.ndarray | None = None,
     seed: int = 0,
+    sampler: str = "float",
 ) -> DPCounts:
     """Distinct-shopper counts per item with epsilon-DP (Laplace) or (epsilon, delta)-DP (Gaussian).
 
     epsilon: the budget, > 0 (None/inf returns exact counts, reported as epsilon = inf).
     delta: Gaussian only; None -> 1 / n ** 1.1 for n shoppers.
     mask: rows to count (for example a trending window); shoppers outside it do not count.
+    sampler: "float", "discrete" (exact, secure randomness; `seed` is then not used) or
+    "discrete-seeded" (exact, seeded); see the module docstring.
     """
     where = "dp_item_counts"
     check_choice("mechanism", mechanism, MECHANISMS, where)
+    check_choice("sampler", sampler, SAMPLERS, where)
     c = check_int("max_items_per_user", max_items_per_user, 1, 1_000_000, where)
     n_users = max(int(data.n_users), 1)
     eps, dlt = check_budget(epsilon, delta if mechanism == "gaussian" else None, n_users, where)
-    _, items = bounded_pairs(data, c, seed, mask)
+    secure = sampler == "discrete"
+    _, items = bounded_pairs(data, c, secrets.randbits(63) if secure else seed, mask)
     exact = np.bincount(items, minlength=data.n_items).astype(np.float64)
     if not math.isfinite(eps):
         report = PrivacyReport("none", math.inf, 0.0, unit="user", n_users=n_users, max_items_per_user=c)
         return DPCounts(exact, report)
-    rng = np.random.default_rng(seed + 1)
-    if mechanism == "laplace":
-        scale = c / eps
-        noisy = exact + rng.laplace(0.0, scale, size=len(exact))
-        dlt = 0.0
-        extra = {"l1_sensitivity": float(c), "scale": float(scale)}
+    if sampler == "float":
+        noise, name, spent, dlt, extra = _float_noise(mechanism, len(exact), eps, dlt, c, seed)
     else:
-        sigma = gaussian_sigma(eps, dlt, math.sqrt(c))
-        noisy = exact + rng.normal(0.0, sigma, size=len(exact))
-        extra = {"l2_sensitivity": math.sqrt(c), "sigma": float(sigma)}
+        source = SecureIntegers() if secure else SeededIntegers(seed + 1)
+        noise, name, spent, dlt, extra = _discrete_noise(mechanism, len(exact), eps, dlt, c, source)
+        extra["randomness"] = "secure" if secure else "seeded"
+    extra["sampler"] = sampler
     report = PrivacyReport(
-        mechanism, eps, dlt, unit="user", target_epsilon=eps, n_users=n_users,
+        name, spent, dlt, unit="user", target_epsilon=eps, n_users=n_users,
         max_items_per_user=c, extra=extra,
     )
     # Clipping at 0 is post-processing: it costs no budget.
-    return DPCounts(np.maximum(noisy, 0.0), report)
+    return DPCounts(np.maximum(exact + noise, 0.0), report)
+
+
+def _float_noise(mechanism: str, n: int, eps: float, dlt: float, c: int, seed: int):
+    """numpy's floating-point noise: (noise, mechanism name, epsilon, delta, report extras)."""
+    rng = np.random.default_rng(seed + 1)
+    if mechanism == "laplace":
+        scale = c / eps
+        return rng.laplace(0.0, scale, size=n), "laplace", eps, 0.0, {
+            "l1_sensitivity": float(c), "scale": float(scale)}
+    sigma = gaussian_sigma(eps, dlt, math.sqrt(c))
+    return rng.normal(0.0, sigma, size=n), "gaussian", eps, dlt, {
+        "l2_sensitivity": math.sqrt(c), "sigma": float(sigma)}
+
+
+def _discrete_noise(mechanism: str, n: int, eps: float, dlt: float, c: int, source):
+    """Exact integer noise calibrated for the discrete mechanism (as `_float_noise` returns).
+
+    One shopper adds 1 to each of at most c counts: L1 sensitivity c, squared L2 sensitivity c,
+    and with c = 1 a single coordinate changes, where CKS Theorem 7 is exact.
+    """
+    if mechanism == "laplace":
+        cal = calibrate_discrete_laplace(eps, c)
+        noise = discrete_laplace(cal.scale, n, source)
+        # The scale is rounded up onto an exact rational, so the epsilon spent is <= the target.
+        return noise.astype(np.float64), "discrete-laplace", cal.epsilon, 0.0, {
+            "l1_sensitivity": float(c), "scale": float(cal.scale), "scale_exact": str(cal.scale)}
+    cal = calibrate_discrete_gaussian(eps, dlt, c, coordinates_changed=1 if c == 1 else None)
+    noise = discrete_gaussian(cal.sigma2, n, source)
+    return noise.astype(np.float64), "discrete-gaussian", eps, dlt, {
+        "l2_sensitivity": math.sqrt(c), "sigma": math.sqrt(cal.sigma2), "sigma2_exact": str(cal.sigma2),
+        "rho": cal.rho, "bound": cal.bound, "delta_bound": cal.delta_bound}
 
 
 def dp_recent_counts(
@@ -162,7 +219,9 @@ class DPPopularity(Recommender):
     mechanism: "laplace" or "gaussian".
     max_items_per_user: c, the contribution bound of each shopper.
     window_days: None for all-time popularity, else the latest window in days.
-    seed: seeds subsampling and noise.
+    seed: seeds subsampling and noise (not used for either by sampler "discrete").
+    sampler: "float" (default), "discrete" (exact, secure: for a real release) or
+        "discrete-seeded" (exact, reproducible); see `dp_item_counts`.
     """
 
     name = "dp-pop"
@@ -176,6 +235,7 @@ class DPPopularity(Recommender):
         max_items_per_user: int = 10,
         window_days: float | None = None,
         seed: int = 0,
+        sampler: str = "float",
     ) -> None:
         self.epsilon = epsilon
         self.delta = delta
@@ -183,14 +243,18 @@ class DPPopularity(Recommender):
         self.max_items_per_user = max_items_per_user
         self.window_days = window_days
         self.seed = seed
+        self.sampler = sampler
 
     def _check_params(self) -> None:
         check_int("seed", self.seed, 0, 2**32 - 1, "DPPopularity")
+        check_choice("mechanism", self.mechanism, MECHANISMS, "DPPopularity")
+        check_choice("sampler", self.sampler, SAMPLERS, "DPPopularity")
 
     def _fit(self, train: Dataset, valid=None) -> None:
         kwargs = {
             "delta": self.delta, "mechanism": self.mechanism,
             "max_items_per_user": self.max_items_per_user, "seed": int(self.seed),
+            "sampler": self.sampler,
         }
         if self.window_days is None:
             result = dp_item_counts(train, self.epsilon, **kwargs)
@@ -221,6 +285,7 @@ class DPPopularity(Recommender):
 
 __all__ = [
     "MECHANISMS",
+    "SAMPLERS",
     "DPCounts",
     "DPPopularity",
     "bounded_pairs",
