@@ -7,9 +7,10 @@ import pytest
 
 from shoprec.errors import NotFittedError, UnknownIdError
 from shoprec.explore.online import OnlineConfig
+from shoprec.explore.slate import diversify_by_category
 from shoprec.models.knn import ItemKNN
 from shoprec.serve.ann import ItemIndex, item_vectors
-from shoprec.serve.engine import ServingEngine, _diversify_by_category
+from shoprec.serve.engine import ServingEngine
 
 
 @pytest.fixture
@@ -55,8 +56,8 @@ def test_empty_filters_give_an_empty_slate(engine):
 def test_diversify_weight_zero_keeps_score_order_and_one_alternates_categories():
     scores = np.array([0.9, 0.8, 0.7, 0.2])
     cats = np.array(["a", "a", "a", "b"], dtype=object)
-    assert list(_diversify_by_category(scores, cats, 2, 0.0)) == [0, 1, 2, 3]
-    assert list(_diversify_by_category(scores, cats, 2, 1.0))[:2] == [0, 3]
+    assert list(diversify_by_category(scores, cats, 2, 0.0)) == [0, 1, 2, 3]
+    assert list(diversify_by_category(scores, cats, 2, 1.0))[:2] == [0, 3]
 
 
 def test_without_a_model_the_engine_says_what_to_do():

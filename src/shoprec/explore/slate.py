@@ -25,7 +25,7 @@ import numpy as np
 from shoprec.errors import check_float, check_int
 from shoprec.explore.pools import SOURCES
 
-__all__ = ["Slate", "SlateBatch", "SlateConfig", "assemble", "calibrated_rerank", "explore_positions", "mmr_rerank"]
+__all__ = ["Slate", "SlateBatch", "SlateConfig", "assemble", "calibrated_rerank", "diversify_by_category", "explore_positions", "mmr_rerank"]
 
 
 @dataclass(frozen=True)
@@ -235,3 +235,16 @@ class SlateBatch:
         """Share of shown slots that were exploratory."""
         shown = self.items >= 0
         return float(self.explored[shown].mean()) if shown.any() else 0.0
+
+
+def diversify_by_category(scores: np.ndarray, categories: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """A permutation of the candidates whose first k trade score against repeating a category:
+    maximal marginal relevance (`mmr_rerank`) over one-hot categories,
+    with lambda = 1 - weight (0 keeps the score order; 1 takes a new category while one is left)."""
+    n = len(scores)
+    _, codes = np.unique(categories, return_inverse=True)
+    onehot = np.eye(codes.max() + 1 if n else 1)[codes]
+    first = mmr_rerank(scores[None, :], onehot[None], np.ones((1, n), bool), min(k, n), 1.0 - weight)[0]
+    first = first[first >= 0]
+    rest = np.setdiff1d(np.arange(n), first, assume_unique=False)
+    return np.concatenate([first, rest[np.argsort(-scores[rest], kind="stable")]]).astype(np.int64)

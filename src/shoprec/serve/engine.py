@@ -29,7 +29,7 @@ import numpy as np
 from shoprec.data.schema import EVENT_TYPES
 from shoprec.errors import NotFittedError, UnknownIdError
 from shoprec.explore.online import OnlineConfig, OnlineExplorer
-from shoprec.explore.slate import mmr_rerank
+from shoprec.explore.slate import diversify_by_category
 from shoprec.explore.state import ShopperState
 from shoprec.serve.ann import ItemIndex, item_vectors
 from shoprec.serve.explain import (
@@ -365,7 +365,7 @@ class ServingEngine:
         masked = np.where(allowed, scores, -np.inf)
         pool = np.argpartition(masked, len(masked) - pool_size)[-pool_size:]
         pool = pool[np.lexsort((pool, -masked[pool]))]
-        order = pool[_diversify_by_category(scores[pool], cat_codes[pool], k, diversity)]
+        order = pool[diversify_by_category(scores[pool], cat_codes[pool], k, diversity)]
         out = scores.copy()
         top = float(np.max(scores[np.isfinite(scores)])) if np.isfinite(scores).any() else 0.0
         out[order] = top + 1.0 + np.arange(len(order), 0, -1, dtype=np.float64)
@@ -494,16 +494,3 @@ class ServingEngine:
             "n_events": view.info.get("n_events"),
             "data_window": view.info.get("data_window", {}),
         }
-
-
-def _diversify_by_category(scores: np.ndarray, categories: np.ndarray, k: int, weight: float) -> np.ndarray:
-    """A permutation of the candidates whose first k trade score against repeating a category:
-    maximal marginal relevance (`shoprec.explore.slate.mmr_rerank`) over one-hot categories,
-    with lambda = 1 - weight (0 keeps the score order; 1 takes a new category while one is left)."""
-    n = len(scores)
-    _, codes = np.unique(categories, return_inverse=True)
-    onehot = np.eye(codes.max() + 1 if n else 1)[codes]
-    first = mmr_rerank(scores[None, :], onehot[None], np.ones((1, n), bool), min(k, n), 1.0 - weight)[0]
-    first = first[first >= 0]
-    rest = np.setdiff1d(np.arange(n), first, assume_unique=False)
-    return np.concatenate([first, rest[np.argsort(-scores[rest], kind="stable")]]).astype(np.int64)
