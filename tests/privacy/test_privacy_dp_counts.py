@@ -38,6 +38,26 @@ def test_each_shopper_contributes_at_most_c_distinct_items():
     assert len(set(zip(users.tolist(), items.tolist()))) == len(users)
 
 
+def test_adding_a_shopper_changes_no_other_shoppers_kept_items():
+    # The sensitivity c holds only if each shopper's kept subset depends on their own data: a
+    # newcomer (sorted first, so every index shifts) must leave everyone else's subset as it was.
+    data = _shop()
+    frame = pd.DataFrame(
+        [("a-newcomer", f"i{i}", "view", 1_700_000_000 + i) for i in range(30)]
+        + [(u, i, "view", t) for u, i, t in zip(data.users.ids[data.user_idx], data.items.ids[data.item_idx],
+                                                data.timestamp)],
+        columns=["user", "item", "event", "timestamp"])
+    bigger = Dataset.from_interactions(Interactions.from_frame(frame))
+
+    def kept(d):
+        users, items = bounded_pairs(d, 5, seed=0)
+        return {(str(d.users.ids[u]), str(d.items.ids[i])) for u, i in zip(users, items)}
+
+    before, after = kept(data), kept(bigger)
+    assert {p for p in after if p[0] != "a-newcomer"} == before
+    assert sum(p[0] == "a-newcomer" for p in after) == 5
+
+
 def test_laplace_noise_has_scale_c_over_epsilon():
     data = _shop()
     exact = np.bincount(bounded_pairs(data, 10, seed=0)[1], minlength=data.n_items).astype(float)

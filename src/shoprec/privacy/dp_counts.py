@@ -1,8 +1,8 @@
 """Differentially private item counts for the popularity and trending pools.
 
 A count is the number of distinct shoppers who interacted with an item (in a time window, for
-trending). Each shopper contributes at most `max_items_per_user` items (a seeded random choice
-of their distinct items when they have more), so adding or removing one shopper changes the
+trending). Each shopper contributes at most `max_items_per_user` items (when they have more, a
+pseudo-random choice of their distinct items keyed on their own ids), so adding or removing one shopper changes the
 count vector by at most c = max_items_per_user in L1 norm and sqrt(c) in L2 norm. Then:
 
 - Laplace mechanism: counts + Laplace(c / epsilon) noise per item, (epsilon, 0)-DP.
@@ -68,9 +68,11 @@ def bounded_pairs(
     """Distinct (user, item) pairs with at most `max_items_per_user` items per user.
 
     mask: rows of `data` to use (for example a time window). A user with more distinct items
-    keeps a seeded random subset of them. The subset of every shopper depends on the random
-    numbers the others drew before them, so a sensitivity of c needs the seed to be unknown to
-    an attacker: the "discrete" sampler of `dp_item_counts` passes a secret one.
+    keeps a pseudo-random subset of them: the items with the smallest keyed hash of (shopper id,
+    item id, seed). The subset is a function of the shopper's own data alone, so adding or
+    removing one shopper changes no one else's subset and the sensitivity is exactly c, whether
+    or not the seed is known (a random stream shared by all shoppers, as before, let one
+    shopper's presence move every later shopper's draws).
     """
     users, items = data.user_idx, data.item_idx
     if mask is not None:
@@ -80,14 +82,25 @@ def bounded_pairs(
     key = users * np.int64(data.n_items) + items
     key = np.unique(key)
     users, items = key // data.n_items, key % data.n_items
-    # A random rank within each user, then keep ranks < c.
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(len(users)), users))
+    # A keyed hash rank within each user, then keep ranks < c.
+    order = np.lexsort((_pair_hash(data, users, items, seed), users))
     users, items = users[order], items[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(users)) + 1])
     rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.concatenate([starts, [len(users)]])))
     keep = rank < max_items_per_user
     return users[keep], items[keep]
+
+
+def _pair_hash(data: Dataset, users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+    """A uint64 hash of each (shopper id, item id) pair under a key made from the seed: raw ids,
+    not indices, since indices shift when a shopper is added."""
+    import pandas as pd
+
+    hash_key = f"{int(seed) % 10**16:016d}"
+    user_hash = pd.util.hash_array(np.asarray(data.users.ids, dtype=object), hash_key=hash_key)[users]
+    item_hash = pd.util.hash_array(np.asarray(data.items.ids, dtype=object), hash_key=hash_key)[items]
+    mixed = user_hash * np.uint64(0x9E3779B97F4A7C15) ^ item_hash  # wraps modulo 2**64
+    return pd.util.hash_array(mixed, hash_key=hash_key)
 
 
 def gaussian_sigma(epsilon: float, delta: float, l2_sensitivity: float) -> float:
