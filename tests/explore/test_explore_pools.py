@@ -27,7 +27,8 @@ def test_top_n_orders_best_first_and_pads_with_minus_one():
 @pytest.mark.parametrize("seed", range(6))
 def test_top_n_over_a_large_catalogue_equals_the_exact_masked_selection(seed):
     # The partial-selection path must give exactly what a full stable sort of the allowed columns
-    # gives, with ties (rounded scores, many zeros), -inf, sparse and dense masks, 1-d or 2-d masks.
+    # gives, with ties (rounded scores, many zeros), -inf, NaN (never chosen), sparse and dense
+    # masks, 1-d or 2-d masks, and non-contiguous score arrays.
     def by_full_sort(scores, n, mask):
         masked = np.where(mask if mask is not None else True, scores, -np.inf)
         order = np.argsort(-masked, axis=1, kind="stable")[:, :n]
@@ -38,12 +39,14 @@ def test_top_n_over_a_large_catalogue_equals_the_exact_masked_selection(seed):
     scores = np.round(rng.normal(size=(rows, cols)), 1 if seed % 2 else 3)
     scores[:, rng.integers(cols, size=500)] = 0.0
     scores[0, :2990] = -np.inf  # a row with only 10 finite scores
+    scores[1, rng.integers(cols, size=50)] = np.nan
     for density in (1.0, 0.9, 0.02, 0.0):
         for mask in (rng.random(cols) < density, rng.random((rows, cols)) < density):
             for n in (1, 7, 50):
                 np.testing.assert_array_equal(top_n(scores, n, mask), by_full_sort(scores, n, mask))
         np.testing.assert_array_equal(top_n(scores.astype(np.float32), 20), by_full_sort(scores, 20, None))
         np.testing.assert_array_equal(top_n(scores[:, :100], 20, mask[:, :100]), by_full_sort(scores[:, :100], 20, mask[:, :100]))
+        np.testing.assert_array_equal(top_n(scores[:, ::-1], 7), by_full_sort(scores[:, ::-1], 7, None))
 
 
 def test_candidates_come_from_four_pools_without_repeats():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class Space:
     mean: np.ndarray
     components: np.ndarray
 
-    @property
+    @cached_property
     def id(self) -> str:
         """A short digest: states stored under another space are reset to their prior."""
         digest = hashlib.sha256(np.ascontiguousarray(self.components, np.float32).tobytes()).hexdigest()

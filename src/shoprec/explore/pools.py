@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from shoprec.errors import DataError, check_choice, check_float, check_int
 
@@ -96,7 +97,7 @@ def top_n(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.n
     m = 2 * n + 32
     if m * 4 > cols:
         return _top_n_masked(scores, n, allowed)
-    part = np.argpartition(scores, cols - m, axis=1)[:, cols - m:]
+    part = _largest(scores, m)
     vals = np.take_along_axis(scores, part, axis=1)
     floor = vals.min(axis=1)
     if allowed is not None:
@@ -113,6 +114,14 @@ def top_n(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.n
         sub = None if allowed is None else (allowed if allowed.ndim == 1 else np.broadcast_to(allowed, scores.shape)[redo])
         top[redo] = _top_n_masked(scores[redo], n, sub)
     return top
+
+
+def _largest(scores: np.ndarray, m: int) -> np.ndarray:
+    """Column indices of the m largest scores of each row, in no order (NaN counts as largest,
+    as in np.argpartition). torch's top-k selection is several times faster than
+    np.argpartition at catalogue widths, and this runs on every request."""
+    values = torch.from_numpy(np.ascontiguousarray(scores))
+    return torch.topk(values, m, dim=1, largest=True, sorted=False).indices.numpy()
 
 
 def _top_n_masked(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.ndarray:
