@@ -292,6 +292,7 @@ def test_text_is_skipped_quietly_without_a_catalogue(tiny_shop):
         ({"text_init": "yes"}, "text_init"),
         ({"time_gaps": 1}, "time_gaps"),
         ({"valid_users": 0}, "valid_users"),
+        ({"length_groups": 0}, "length_groups"),
     ],
 )
 def test_invalid_parameters_raise_config_error_naming_them(tiny_shop, params, name):
@@ -339,6 +340,20 @@ def test_bucketed_batches_hold_similar_lengths_and_shard_like_a_single_process()
 def test_bucketed_training_gives_finite_scores(tiny_shop):
     model = transformer(bucket_by_length=True).fit(tiny_shop)
     assert np.isfinite(model.score_users(np.arange(tiny_shop.n_users))).all()
+
+
+@pytest.mark.parametrize("block", ["sasrec", "pre_ln"])
+def test_length_groups_change_the_cost_of_a_batch_not_what_it_learns(synthetic_shop, block):
+    # Without dropout training is deterministic: a batch run through the network in groups of
+    # similar length (each only as wide as its longest row) must take the same steps as the
+    # whole batch at the width of its longest row.
+    kw = {"max_len": 30, "dropout": 0.0, "batch_size": 32, "epochs": 2, "block": block, "text_init": False}
+    whole = transformer(length_groups=1, **kw).fit(synthetic_shop)
+    grouped = transformer(length_groups=5, **kw).fit(synthetic_shop)
+    users = np.arange(synthetic_shop.n_users)
+    np.testing.assert_allclose(grouped.score_users(users), whole.score_users(users), rtol=1e-4, atol=1e-4)
+    losses = [[e["loss"] for e in m.training_log] for m in (whole, grouped)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
 def test_the_three_models_are_registered():

@@ -68,6 +68,10 @@ class _CaserNet(nn.Module):
     def score_pairs(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (hidden * self.out_emb(items)).sum(-1) + self.out_bias[items]
 
+    def output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the full-catalogue scores: `score(h, None) == h @ weight.T + bias`."""
+        return self.out_emb.weight, self.out_bias
+
 
 @dataclass(frozen=True)
 class CaserConfig(TrainingConfig):

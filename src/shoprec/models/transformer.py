@@ -222,6 +222,10 @@ class _CausalTransformer(nn.Module):
     def score_pairs(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (hidden * self.vectors(items)).sum(-1)
 
+    def output_layer(self) -> tuple[torch.Tensor, None]:
+        """(weight, bias) of the full-catalogue scores: `score(h, None) == h @ weight.T`."""
+        return self.vectors(None), None
+
 
 @dataclass(frozen=True)
 class TransformerConfig(TrainingConfig):

@@ -39,6 +39,11 @@ class TrainingConfig:
         batch_size: users per global batch (split over the processes under torchrun).
         bucket_by_length: batch users of similar history length together (batches still shuffled);
             on ML-1M it saved ~10% of an epoch's CPU time and slowed convergence per epoch.
+        length_groups: the rows of each batch, sorted by history length, go through the network
+            in up to this many groups, each only as wide as its longest row (1: the whole batch
+            at the width of its longest row). The groups' gradients add up to the batch's before
+            the one optimizer step, so this changes the cost of a batch, not what it teaches;
+            at 200 events on ML-1M, 4 groups compute a third fewer positions than 1.
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
         patience: validation checks without improvement before stopping (when fit gets valid).
@@ -61,6 +66,7 @@ class TrainingConfig:
     epochs: int = 200
     batch_size: int = 128
     bucket_by_length: bool = False
+    length_groups: int = 4
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10
@@ -82,6 +88,7 @@ class TrainingConfig:
         check_choice("negative_sampling", self.negative_sampling, SAMPLERS, where)
         check_int("epochs", self.epochs, 0, 100_000, where)
         check_int("batch_size", self.batch_size, 1, 1_000_000, where)
+        check_int("length_groups", self.length_groups, 1, 1024, where)
         check_float("lr", self.lr, 1e-8, 10.0, where)
         check_float("weight_decay", self.weight_decay, 0.0, 10.0, where)
         check_int("patience", self.patience, 1, 100_000, where)

@@ -4,6 +4,7 @@ group is up (see `shoprec.models.neural.distributed`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -180,29 +181,26 @@ def train_next_item(
         for rows in epoch_batches(lengths, epoch, config.seed, config.batch_size, rank, world_size,
                                   config.bucket_by_length):
             rows = users[rows]
-            # Drop the columns that are padding for every row of the batch.
-            width = max(int(store_lengths[rows].max()), 2)
-            its, tms = store.items[rows, -width:], store.times[rows, -width:]
-            items = torch.as_tensor(its, dtype=torch.long, device=device)
-            events = torch.as_tensor(store.events[rows, -width:], dtype=torch.long, device=device)
-            gaps = torch.as_tensor(gap_matrix(its, tms, n_time_buckets), device=device)
-            # A target is predicted only from a real input: the item after the left padding has
-            # no history to predict it from (SASRec never scores it either), and its padded
-            # input position would attend to the whole rotated row, the target included.
-            targets = items[:, 1:] * (items[:, :-1] > 0)
-            n_local = torch.tensor([(targets > 0).sum().item()], dtype=torch.float64, device=device)
+            # A row of n events has n - 1 targets (see `_group_loss`), which fixes the batch's
+            # global mean before any forward.
+            n_local = torch.tensor([float(np.maximum(store_lengths[rows] - 1, 0).sum())], dtype=torch.float64,
+                                   device=device)
             n_global = float(all_reduce_sum(n_local.clone()).item())
             negatives = None
             if sampler_p is not None:
                 negatives = torch.multinomial(sampler_p, config.n_negatives, replacement=True)
-            hidden = model(items[:, :-1], events[:, :-1], gaps[:, :-1])
-            loss_sum = sequence_loss(net, hidden, targets, negatives, log_q)
-            # DDP averages gradients over ranks, so scale by world size to get the global mean.
-            loss = loss_sum * (world_size / max(n_global, 1.0))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            groups = _length_groups(rows, store_lengths, config.length_groups)
+            for g, group in enumerate(groups):
+                # Under DDP only the last group's backward all-reduces the accumulated gradients.
+                sync = world_size == 1 or g == len(groups) - 1
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    loss_sum = _group_loss(model, net, store, group, store_lengths, n_time_buckets, device,
+                                           negatives, log_q)
+                    # DDP averages gradients over ranks, so scale by world size to get the global mean.
+                    (loss_sum * (world_size / max(n_global, 1.0))).backward()
+                total += float(loss_sum.detach())
             optimizer.step()
-            total += float(loss_sum.detach())
             count += int(n_local.item())
         sums = all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
         entry: dict[str, Any] = {
@@ -246,6 +244,29 @@ def train_next_item(
         run.best_epoch = len(history)
     net.eval()
     return run
+
+
+def _length_groups(rows: np.ndarray, lengths: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """The batch's rows sorted by history length, in up to n_groups groups of equal size."""
+    ordered = rows[np.argsort(lengths[rows], kind="stable")]
+    return [group for group in np.array_split(ordered, min(n_groups, len(ordered))) if len(group)]
+
+
+def _group_loss(model: nn.Module, net: nn.Module, store: SequenceStore, rows: np.ndarray, lengths: np.ndarray,
+                n_time_buckets: int, device: torch.device, negatives: torch.Tensor | None,
+                log_q: torch.Tensor | None) -> torch.Tensor:
+    """Summed next-item loss of some rows, read only as wide as their longest row."""
+    width = max(int(lengths[rows].max()), 2)  # the columns that are padding for every row are dropped
+    its, tms = store.items[rows, -width:], store.times[rows, -width:]
+    items = torch.as_tensor(its, dtype=torch.long, device=device)
+    events = torch.as_tensor(store.events[rows, -width:], dtype=torch.long, device=device)
+    gaps = torch.as_tensor(gap_matrix(its, tms, n_time_buckets), device=device)
+    # A target is predicted only from a real input: the item after the left padding has no
+    # history to predict it from (SASRec never scores it either), and its padded input position
+    # would attend to the whole rotated row, the target included.
+    targets = items[:, 1:] * (items[:, :-1] > 0)
+    hidden = model(items[:, :-1], events[:, :-1], gaps[:, :-1])
+    return sequence_loss(net, hidden, targets, negatives, log_q)
 
 
 def log_epoch(name: str, entry: dict[str, Any], bar, report) -> None:
