@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,12 +12,16 @@ from shoprec.data.split import leave_one_out
 from shoprec.privacy.federated.task import (
     ClientData,
     FedConfig,
+    _loss,
+    _pad,
     client_data,
     evaluate_local,
     init_item_params,
     init_user_factors,
     local_train,
     partition_users,
+    reconstruct_factors,
+    reconstruct_for_histories,
     train_centralised,
     write_partitions,
 )
@@ -62,6 +67,82 @@ def test_evaluation_matches_a_hand_ranking():
     assert m["n"] == 1 and m["hr_sum"] == 1 and m["ndcg_sum"] == pytest.approx(1.0)
 
 
+RECONSTRUCT = FedConfig(factors=8, lr=0.05, reconstruct_steps=30, reconstruct_lr=0.1)
+
+
+def test_a_reconstructed_factor_fits_the_shopper_better_than_none(split):
+    import torch
+
+    data = client_data(split, np.arange(50))
+    params = init_item_params(data.n_items, RECONSTRUCT)
+    params, _, _ = local_train(params, init_user_factors(50, RECONSTRUCT), data, FedConfig(factors=8, lr=0.05))
+    rows = _pad(data.histories(), RECONSTRUCT.max_items_per_user)
+    factors = reconstruct_factors(params, rows, RECONSTRUCT)
+    q, b = (torch.as_tensor(p) for p in params)
+    fitted = _loss(torch, torch.as_tensor(factors), q, b, torch.as_tensor(rows), data.n_items)
+    zero = _loss(torch, torch.zeros_like(torch.as_tensor(factors)), q, b, torch.as_tensor(rows), data.n_items)
+    assert (fitted < zero).all()
+
+
+def test_each_shopper_is_reconstructed_as_if_alone(split):
+    data = client_data(split, np.arange(5))
+    params = init_item_params(data.n_items, RECONSTRUCT)
+    together = reconstruct_for_histories(params, data.histories(), RECONSTRUCT)
+    alone = np.vstack([reconstruct_for_histories(params, [h], RECONSTRUCT) for h in data.histories()])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(together[0], together[1])  # one shopper's items move only their factor
+
+
+def test_a_shopper_without_history_is_scored_by_the_item_biases_alone():
+    params = [np.ones((4, 2), np.float32), np.array([0, 5, 1, 2], np.float32)]
+    factors = reconstruct_for_histories(params, [np.array([], np.int64)], FedConfig(factors=2, reconstruct_steps=5))
+    assert np.array_equal(factors, np.zeros((1, 2), np.float32))
+
+
+def test_with_reconstruction_a_client_ignores_kept_factors_and_trains_only_items(split):
+    data = client_data(split, np.arange(40))
+    params = init_item_params(data.n_items, RECONSTRUCT)
+    kept = init_user_factors(40, RECONSTRUCT, salt=3)
+    a_params, a_users, _ = local_train(params, kept, data, RECONSTRUCT, round_seed=1)
+    b_params, _, _ = local_train(params, np.zeros_like(kept), data, RECONSTRUCT, round_seed=1)
+    for a, b in zip(a_params, b_params):
+        np.testing.assert_array_equal(a, b)  # the kept factors played no part
+    assert not np.allclose(a_params[0], params[0])
+    rows = _pad(data.histories(), RECONSTRUCT.max_items_per_user)
+    np.testing.assert_allclose(a_users, reconstruct_factors(params, rows, RECONSTRUCT), rtol=1e-5)
+
+
+def test_sgd_local_steps_move_items_by_their_gradient_only(split):
+    # A shopper's softmax loss has a gradient for every item, so no item stays put; but SGD's
+    # step for an item is proportional to its gradient, where Adam's is about lr for all.
+    data = client_data(split, np.arange(1))
+    config = FedConfig(factors=8, lr=0.01, optimizer="sgd", batch_size=1, reconstruct_steps=10)
+    params = init_item_params(data.n_items, config)
+    sgd, _, _ = local_train(params, np.zeros((1, 8), np.float32), data, config)
+    adam, _, _ = local_train(params, np.zeros((1, 8), np.float32), data, FedConfig(**{**config.as_dict(),
+                                                                                     "optimizer": "adam"}))
+    assert np.linalg.norm(sgd[0] - params[0]) < 0.1 * np.linalg.norm(adam[0] - params[0])
+
+
+def test_a_reconstructing_client_scores_with_factors_fitted_to_each_history(split):
+    data = client_data(split, np.arange(60))
+    params, _, _ = local_train(init_item_params(data.n_items, RECONSTRUCT), init_user_factors(60, RECONSTRUCT),
+                               data, RECONSTRUCT)
+    stale = init_user_factors(60, RECONSTRUCT, salt=9)
+    fitted = reconstruct_for_histories(params, data.histories(), RECONSTRUCT)
+    assert evaluate_local(params, stale, data, config=RECONSTRUCT) == pytest.approx(evaluate_local(params, fitted, data))
+    assert evaluate_local(params, stale, data) != evaluate_local(params, fitted, data)
+
+
+@pytest.mark.parametrize("field, value", [("optimizer", "rmsprop"), ("reconstruct_steps", -1),
+                                          ("reconstruct_lr", 0.0)])
+def test_bad_federated_settings_are_refused_by_name(field, value):
+    from shoprec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        FedConfig(**{field: value})
+
+
 def test_centralised_training_improves_on_its_first_epoch(split):
     log = train_centralised(split, FedConfig(factors=8, lr=0.05), epochs=4)
     assert [e["epoch"] for e in log] == [1, 2, 3, 4]
@@ -87,3 +168,27 @@ def test_a_flower_simulation_with_dp_fedavg_and_secagg_runs_two_rounds(split):
     assert [p.shape for p in result.item_params] == [(120, 8), (120,)]
     assert math.isfinite(result.epsilon) and result.settings["secagg"] is True
     assert result.rounds_to_reach(0.0) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning")
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function Popen.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+def test_user_level_dp_fedavg_with_reconstruction_releases_only_item_parameters(split):
+    # What benchmarks/privacy_dpfedavg.py runs, small: one shopper per SuperNode, a sample of them
+    # per round, server-side clipping and noise, no evaluation rounds (the released item
+    # parameters are scored afterwards, each history reconstructed as its device would).
+    from shoprec.privacy.federated import run_federated
+    from shoprec.privacy.federated.task import ReconstructingScorer
+
+    small = dataclasses.replace(split, train=split.train.subset(split.train.user_idx < 6, "six shoppers"))
+    config = FedConfig(factors=4, lr=5.0, optimizer="sgd", reconstruct_steps=5)
+    result = run_federated(small, num_clients=6, rounds=2, config=config, fraction_fit=0.5, fraction_evaluate=0.0,
+                           dp="server", noise_multiplier=0.8, clipping_norm=1.0, num_cpus=2)
+    assert [r["round"] for r in result.rounds] == [1, 2]
+    assert all(r["NDCG@10"] is None and r["loss"] > 0 for r in result.rounds)
+    assert result.settings["reconstruct-steps"] == 5 and result.settings["optimizer"] == "sgd"
+    assert math.isfinite(result.epsilon)
+    scores = ReconstructingScorer(result.item_params, config).score_histories([np.array([1, 2]), np.array([], np.int64)])
+    assert scores.shape == (2, 120) and np.isfinite(scores).all()

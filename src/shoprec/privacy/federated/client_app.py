@@ -6,8 +6,8 @@ simulation passes) and the node config (`flower-supernode --node-config ...`):
 
     data-path       this node's partition file (ClientData .npz); or, in simulation,
     data-dir        a folder of client-<partition-id>.npz files
-    factors, lr, batch-size, max-items-per-user, seed   as FedConfig (local-epochs comes from
-                    the server with each round)
+    factors, lr, batch-size, max-items-per-user, seed, optimizer, reconstruct-steps,
+    reconstruct-lr  as FedConfig (local-epochs comes from the server with each round)
 
 The shoppers' factors are kept in the node's `context.state` between rounds and are never put in
 a reply. The mods run only when the server asks for them: `fixedclipping_mod` when the server's
@@ -61,6 +61,9 @@ def fed_config(cfg: dict[str, Any]) -> FedConfig:
         batch_size=int(cfg.get("batch-size", 64)),
         max_items_per_user=int(cfg.get("max-items-per-user", 50)),
         seed=int(cfg.get("seed", 0)),
+        optimizer=str(cfg.get("optimizer", "adam")),
+        reconstruct_steps=int(cfg.get("reconstruct-steps", 0)),
+        reconstruct_lr=float(cfg.get("reconstruct-lr", 0.1)),
     )
 
 
@@ -108,7 +111,7 @@ class ShopperClient(NumPyClient):
     def evaluate(self, parameters, config):
         cfg = fed_config(self.cfg)
         factors = self._user_factors(cfg)
-        m = evaluate_local([np.asarray(p, np.float32) for p in parameters], factors, self.data)
+        m = evaluate_local([np.asarray(p, np.float32) for p in parameters], factors, self.data, config=cfg)
         n = int(m["n"])
         return 0.0, max(n, 1), {"ndcg": m["ndcg_sum"] / max(n, 1), "hr": m["hr_sum"] / max(n, 1), "n": n}
 

@@ -6,9 +6,11 @@ Run config keys (`[tool.flwr.app.config]`, or the defaults a simulation passes):
     num-server-rounds       rounds (default 3)
     num-clients             SuperNodes expected (all must connect; default 2)
     fraction-fit            share of nodes sampled per round (default 1.0)
+    fraction-evaluate       share of nodes that evaluate each round (default 1.0; 0: none, as
+                            when the final item parameters are evaluated elsewhere)
     local-epochs            sent to the clients each round (default 1)
-    factors, lr, batch-size, max-items-per-user, seed   as FedConfig (seed also seeds the
-                            initial item parameters)
+    factors, lr, batch-size, max-items-per-user, seed, optimizer, reconstruct-steps,
+    reconstruct-lr          as FedConfig (seed also seeds the initial item parameters)
     dp                      "none", "server" (server-side fixed clipping) or "client"
                             (client-side fixed clipping via fixedclipping_mod; needed with SecAgg+)
     noise-multiplier, clipping-norm   DP-FedAvg settings
@@ -106,6 +108,7 @@ def run_server(grid: Grid, context: Context, cfg: dict[str, Any]) -> dict[str, A
     rounds = int(cfg.get("num-server-rounds", 3))
     n_clients = int(cfg.get("num-clients", 2))
     fraction = float(cfg.get("fraction-fit", 1.0))
+    fraction_evaluate = float(cfg.get("fraction-evaluate", 1.0))
     dp = str(cfg.get("dp", "none"))
     secagg = str(cfg.get("secagg", False)).lower() in ("1", "true")
     noise = float(cfg.get("noise-multiplier", 0.0))
@@ -125,9 +128,9 @@ def run_server(grid: Grid, context: Context, cfg: dict[str, Any]) -> dict[str, A
 
     strategy = FedAvg(
         fraction_fit=fraction,
-        fraction_evaluate=1.0,
+        fraction_evaluate=fraction_evaluate,
         min_fit_clients=sampled,
-        min_evaluate_clients=n_clients,
+        min_evaluate_clients=max(1, round(fraction_evaluate * n_clients)) if fraction_evaluate > 0 else 0,
         min_available_clients=n_clients,
         initial_parameters=ndarrays_to_parameters(init_item_params(int(cfg["n-items"]), config)),
         on_fit_config_fn=fit_config,

@@ -24,6 +24,10 @@ from shoprec.data.split import Split
 from shoprec.errors import ConfigError, check_float, check_int, require_extra
 from shoprec.privacy.federated.task import FedConfig, write_partitions
 
+# What each ClientApp is given by the simulation (local-epochs comes with each round).
+CLIENT_SETTINGS = ("data-dir", "factors", "lr", "batch-size", "max-items-per-user", "seed", "optimizer",
+                   "reconstruct-steps", "reconstruct-lr")
+
 
 @dataclass
 class FederatedResult:
@@ -65,6 +69,7 @@ def run_federated(
     config: FedConfig | None = None,
     local_epochs: int = 1,
     fraction_fit: float = 1.0,
+    fraction_evaluate: float = 1.0,
     dp: str = "none",
     noise_multiplier: float = 0.0,
     clipping_norm: float = 1.0,
@@ -78,6 +83,8 @@ def run_federated(
 
     split: a leave-one-out split; its training shoppers are dealt at random to the clients, and
         each client evaluates NDCG@10 / HR@10 on its shoppers' test items every round.
+    fraction_evaluate: share of clients that evaluate each round (0: none; then the result's
+        rounds carry losses only, and the caller evaluates `item_params` itself).
     dp: "none", "server" or "client" (fixed clipping, Flower's wrappers); secagg: SecAgg+.
     num_cpus: CPUs for Ray (default: all, at most os.cpu_count()); each client uses one.
     """
@@ -88,6 +95,7 @@ def run_federated(
     check_int("rounds", rounds, 1, 100_000, "run_federated")
     check_int("local_epochs", local_epochs, 1, 10_000, "run_federated")
     check_float("fraction_fit", fraction_fit, 1e-6, 1.0, "run_federated")
+    check_float("fraction_evaluate", fraction_evaluate, 0.0, 1.0, "run_federated")
     if secagg and num_clients < 2:
         raise ConfigError("SecAgg+ needs at least 2 clients.")
     config = config or FedConfig(seed=seed)
@@ -108,12 +116,16 @@ def run_federated(
             "num-server-rounds": int(rounds),
             "num-clients": int(num_clients),
             "fraction-fit": float(fraction_fit),
+            "fraction-evaluate": float(fraction_evaluate),
             "local-epochs": int(local_epochs),
             "factors": int(config.factors),
             "lr": float(config.lr),
             "batch-size": int(config.batch_size),
             "max-items-per-user": int(config.max_items_per_user),
             "seed": int(config.seed),
+            "optimizer": config.optimizer,
+            "reconstruct-steps": int(config.reconstruct_steps),
+            "reconstruct-lr": float(config.reconstruct_lr),
             "dp": dp,
             "noise-multiplier": float(noise_multiplier),
             "clipping-norm": float(clipping_norm),
@@ -135,8 +147,7 @@ def run_federated(
         try:
             run_simulation(
                 server_app=make_server_app(settings, sink),
-                client_app=make_client_app({k: settings[k] for k in ("data-dir", "factors", "lr", "batch-size",
-                                                                      "max-items-per-user", "seed")}),
+                client_app=make_client_app({k: settings[k] for k in CLIENT_SETTINGS}),
                 num_supernodes=int(num_clients),
                 backend_config=backend,
             )

@@ -8,6 +8,13 @@ trained there, kept in the client's state between rounds, and never sent.
 Score of item i for a shopper: u . q_i + b_i. Loss of a shopper: mean over their (most recent
 `max_items_per_user`) training items of -log softmax(scores)[item].
 
+With `reconstruct_steps` > 0 a shopper's factor is not kept at all: whenever a client trains or
+scores, it fits each of its shoppers' factors afresh to their own history against the item
+parameters it was sent (Federated Reconstruction, Singhal et al., NeurIPS 2021). Under DP-FedAvg
+with one shopper per client, a client takes part in a few rounds at most, so a kept factor would be
+nearly untrained; a reconstructed one is as good as the item side, and any history, a shopper's
+who never took part included, is scored the same way (joint DP: only the item side is released).
+
 Client data: a partition file (`write_partitions`) with, per local shopper, the training
 history, the validation item and the test item (leave-one-out). It holds no shopper ids at all:
 the client only needs its shoppers' positions.
@@ -23,16 +30,26 @@ from pathlib import Path
 import numpy as np
 
 from shoprec.data.split import Split
-from shoprec.errors import ConfigError, DataError, check_float, check_int
+from shoprec.errors import ConfigError, DataError, check_choice, check_float, check_int
+
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
 class FedConfig:
     """Local training settings (the same for federated clients and the centralised reference).
 
-    factors: d; local_epochs: passes over the client's shoppers per round; lr: Adam step size;
+    factors: d; local_epochs: passes over the client's shoppers per round; lr: local step size;
     batch_size: shoppers per local step; max_items_per_user: training items per shopper used
     (most recent); seed: initialisation and shuffling.
+    optimizer: "adam" or "sgd" for the local steps. Adam moves every item parameter by about
+        `lr` whatever its gradient, so a client's update is mostly about items it never saw;
+        SGD's update is its gradient, which is what DP-FedAvg's clipping should bound.
+    reconstruct_steps: 0 keeps each shopper's factor in the client between rounds and trains it
+        with the items; > 0 fits it afresh from zero with this many full-batch Adam steps on the
+        shopper's own loss (item parameters fixed) before training and before scoring, and then
+        trains only the item parameters.
+    reconstruct_lr: Adam's step size for the reconstruction.
     """
 
     factors: int = 32
@@ -41,15 +58,21 @@ class FedConfig:
     batch_size: int = 64
     max_items_per_user: int = 50
     seed: int = 0
+    optimizer: str = "adam"
+    reconstruct_steps: int = 0
+    reconstruct_lr: float = 0.1
 
     def __post_init__(self) -> None:
         where = "FedConfig"
         check_int("factors", self.factors, 1, 4096, where)
         check_int("local_epochs", self.local_epochs, 1, 10_000, where)
-        check_float("lr", self.lr, 1e-8, 10.0, where)
+        check_float("lr", self.lr, 1e-8, 1e4, where)  # SGD on a mean loss may take large steps
         check_int("batch_size", self.batch_size, 1, 1_000_000, where)
         check_int("max_items_per_user", self.max_items_per_user, 1, 100_000, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS, where)
+        check_int("reconstruct_steps", self.reconstruct_steps, 0, 100_000, where)
+        check_float("reconstruct_lr", self.reconstruct_lr, 1e-8, 10.0, where)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -167,19 +190,26 @@ def local_train(
     round_seed: int = 0,
     threads: int = 1,
 ) -> tuple[list[np.ndarray], np.ndarray, float]:
-    """`config.local_epochs` of Adam on the client's shoppers; returns (item params, user
-    factors, mean loss). Shoppers without training items are left untouched."""
+    """`config.local_epochs` of local steps on the client's shoppers; returns (item params, user
+    factors, mean loss). Shoppers without training items are left untouched. With
+    `reconstruct_steps` the given factors are ignored: each shopper's is reconstructed from their
+    history first and held fixed while the item parameters train."""
     users = np.flatnonzero(np.diff(data.indptr) > 0)
     if len(users) == 0:
         return [p.copy() for p in item_params], user_factors.copy(), math.nan
     hist = data.histories()
     rows = _pad([hist[u] for u in users], config.max_items_per_user)
+    reconstructing = config.reconstruct_steps > 0
+    start_factors = (reconstruct_factors(item_params, rows, config, threads) if reconstructing
+                     else user_factors[users])
     with _torch_threads(threads) as torch:
         gen = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + int(round_seed))
         q = torch.tensor(item_params[0], requires_grad=True)
         b = torch.tensor(item_params[1], requires_grad=True)
-        u_all = torch.tensor(user_factors[users], requires_grad=True)
-        opt = torch.optim.Adam([q, b, u_all], lr=config.lr)
+        u_all = torch.tensor(start_factors, requires_grad=not reconstructing)
+        trained = [q, b] if reconstructing else [q, b, u_all]
+        opt = (torch.optim.Adam(trained, lr=config.lr) if config.optimizer == "adam"
+               else torch.optim.SGD(trained, lr=config.lr))
         x = torch.as_tensor(rows)
         total, count = 0.0, 0
         for _ in range(config.local_epochs):
@@ -198,6 +228,46 @@ def local_train(
         return [q.detach().numpy().copy(), b.detach().numpy().copy()], new_users, total / max(count, 1)
 
 
+def reconstruct_factors(
+    item_params: list[np.ndarray], rows: np.ndarray, config: FedConfig, threads: int = 1, block: int = 2048
+) -> np.ndarray:
+    """Each shopper's factor fitted to their own items against fixed item parameters.
+
+    rows: (n, width) padded item indices + 1 (`_pad`), one shopper per row. From zero,
+    `reconstruct_steps` full-batch Adam steps on the sum of the shoppers' losses: every loss
+    involves only its own shopper's factor and Adam works coordinate by coordinate, so each
+    factor gets exactly the steps it would get alone. A row of padding only stays at zero
+    (its scores are the item biases). Blocks of `block` shoppers bound the memory.
+    """
+    out = np.zeros((len(rows), config.factors), np.float32)
+    if config.reconstruct_steps == 0 or len(rows) == 0:
+        return out
+    with _torch_threads(threads) as torch:
+        q = torch.as_tensor(np.asarray(item_params[0], np.float32))
+        b = torch.as_tensor(np.asarray(item_params[1], np.float32))
+        for start in range(0, len(rows), block):
+            x = torch.as_tensor(rows[start : start + block])
+            u = torch.zeros(len(x), config.factors, requires_grad=True)
+            opt = torch.optim.Adam([u], lr=config.reconstruct_lr)
+            for _ in range(config.reconstruct_steps):
+                loss = _loss(torch, u, q, b, x, q.shape[0]).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                u[(x > 0).sum(dim=1) == 0] = 0.0
+            out[start : start + len(x)] = u.detach().numpy()
+    return out
+
+
+def reconstruct_for_histories(
+    item_params: list[np.ndarray], histories: list[np.ndarray], config: FedConfig, threads: int = 1
+) -> np.ndarray:
+    """`reconstruct_factors` for histories of item indices (oldest first), e.g. to score
+    shoppers who never took part (their own device would do the same)."""
+    return reconstruct_factors(item_params, _pad(histories, config.max_items_per_user), config, threads)
+
+
 def _loss(torch, u, q, b, items, n_items):
     logits = u @ q.T + b
     targets = torch.zeros(items.shape[0], n_items + 1)
@@ -208,16 +278,21 @@ def _loss(torch, u, q, b, items, n_items):
 
 
 def evaluate_local(
-    item_params: list[np.ndarray], user_factors: np.ndarray, data: ClientData, k: int = 10
+    item_params: list[np.ndarray], user_factors: np.ndarray, data: ClientData, k: int = 10,
+    config: FedConfig | None = None,
 ) -> dict[str, float]:
     """Sums over the client's shoppers with a test item: NDCG@k, HR@k (full ranking, training
-    and validation items masked, ties counted against the target) and the number evaluated."""
+    and validation items masked, ties counted for the target) and the number evaluated. With a
+    `config` that reconstructs, the factors are reconstructed from the histories first."""
     users = np.flatnonzero(data.test >= 0)
     out = {"ndcg_sum": 0.0, "hr_sum": 0.0, "n": float(len(users))}
     if len(users) == 0:
         return out
     q, b = item_params
     hist = data.histories()
+    if config is not None and config.reconstruct_steps > 0:
+        user_factors = user_factors.copy()
+        user_factors[users] = reconstruct_for_histories(item_params, [hist[u] for u in users], config)
     for start in range(0, len(users), 1024):
         block = users[start : start + 1024]
         scores = user_factors[block] @ q.T + b
@@ -234,6 +309,21 @@ def evaluate_local(
     return out
 
 
+@dataclass
+class ReconstructingScorer:
+    """The federation's released item parameters, scoring any history as a shopper's own device
+    would: their factor reconstructed from their items alone, then `u . q + b` over the catalogue
+    (nothing about the shopper leaves the scorer). `score_histories` is the hook the evaluation
+    and the membership-inference attack read."""
+
+    item_params: list[np.ndarray]
+    config: FedConfig
+
+    def score_histories(self, histories: list[np.ndarray], events=None) -> np.ndarray:
+        factors = reconstruct_for_histories(self.item_params, histories, self.config)
+        return factors @ self.item_params[0].T + self.item_params[1]
+
+
 def train_centralised(
     split: Split, config: FedConfig, epochs: int, *, threads: int = 1, on_epoch=None
 ) -> list[dict[str, float]]:
@@ -247,7 +337,7 @@ def train_centralised(
     log = []
     for epoch in range(1, epochs + 1):
         params, factors, loss = local_train(params, factors, data, one_epoch, round_seed=epoch, threads=threads)
-        m = evaluate_local(params, factors, data)
+        m = evaluate_local(params, factors, data, config=config)
         entry = {"epoch": epoch, "loss": loss, "NDCG@10": m["ndcg_sum"] / max(m["n"], 1), "HR@10": m["hr_sum"] / max(m["n"], 1)}
         log.append(entry)
         if on_epoch is not None:
@@ -258,12 +348,15 @@ def train_centralised(
 __all__ = [
     "ClientData",
     "FedConfig",
+    "ReconstructingScorer",
     "client_data",
     "evaluate_local",
     "init_item_params",
     "init_user_factors",
     "local_train",
     "partition_users",
+    "reconstruct_factors",
+    "reconstruct_for_histories",
     "train_centralised",
     "write_partitions",
 ]
