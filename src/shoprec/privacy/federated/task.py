@@ -236,8 +236,9 @@ def reconstruct_factors(
     rows: (n, width) padded item indices + 1 (`_pad`), one shopper per row. From zero,
     `reconstruct_steps` full-batch Adam steps on the sum of the shoppers' losses: every loss
     involves only its own shopper's factor and Adam works coordinate by coordinate, so each
-    factor gets exactly the steps it would get alone. A row of padding only stays at zero
-    (its scores are the item biases). Blocks of `block` shoppers bound the memory.
+    factor gets exactly the steps it would get alone. A row of padding only has a zero loss, so
+    its factor stays at zero (its scores are the item biases). Blocks of `block` shoppers bound
+    the memory.
     """
     out = np.zeros((len(rows), config.factors), np.float32)
     if config.reconstruct_steps == 0 or len(rows) == 0:
@@ -254,8 +255,6 @@ def reconstruct_factors(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            with torch.no_grad():
-                u[(x > 0).sum(dim=1) == 0] = 0.0
             out[start : start + len(x)] = u.detach().numpy()
     return out
 
