@@ -119,10 +119,14 @@ class _CausalTransformer(nn.Module):
         text_fusion: bool,
         attn_dropout: float = 0.0,
         block: str = "pre_ln",
+        sparse_item_grads: bool = False,
     ) -> None:
         super().__init__()
         self.d, self.n_heads = d, n_heads
-        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
+        # Every lookup of the item table (inputs, targets, negatives) goes through an embedding
+        # op, so with sparse_item_grads its gradient holds only the rows a batch touched.
+        self.sparse_item_grads = sparse_item_grads
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0, sparse=sparse_item_grads)
         self.pos_emb = nn.Embedding(max_len, d)
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, d, padding_idx=0) if event_embeddings else None
         self.gap_emb = nn.Embedding(n_time_buckets, d, padding_idx=0) if n_time_buckets else None
@@ -168,7 +172,10 @@ class _CausalTransformer(nn.Module):
 
     def vectors(self, idx: torch.Tensor | None) -> torch.Tensor:
         """Item vectors (0-based indices; None = all items) used both as input and output."""
-        weight = self.item_emb.weight[1:] if idx is None else self.item_emb.weight[idx + 1]
+        if idx is None:
+            weight = self.item_emb.weight[1:]
+        else:
+            weight = nn.functional.embedding(idx + 1, self.item_emb.weight, sparse=self.sparse_item_grads)
         if self.text_proj is not None:
             feats = self.text_features if idx is None else self.text_features[idx]
             weight = weight + self.text_proj(feats)
@@ -297,6 +304,7 @@ class TransformerRecommender(NeuralSequenceRecommender):
         return _CausalTransformer(
             n_items, cfg.d, cfg.n_layers, cfg.n_heads, cfg.max_len, cfg.dropout, cfg.event_embeddings,
             cfg.n_time_buckets if cfg.time_gaps else 0, text_dim, cfg.text_fusion, cfg.attn_dropout, cfg.block,
+            cfg.sparse_item_grads,
         )
 
     def _text_dim(self, weights: dict[str, torch.Tensor]) -> int:

@@ -31,6 +31,7 @@ from shoprec.models.neural.distributed import (
 )
 from shoprec.models.neural.early_stopping import EarlyStopping
 from shoprec.models.neural.losses import negative_sampler, sequence_loss
+from shoprec.models.neural.optimizers import make_optimizer
 from shoprec.models.neural.sequences import SequenceStore, gap_matrix
 
 __all__ = ["TrainingRun", "Validation", "log_epoch", "net_items", "train_next_item"]
@@ -129,7 +130,7 @@ def train_next_item(
     if len(users) == 0:
         return TrainingRun(ran=False)
     lengths = store_lengths[users]
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(net, config, world_size)
     model = net
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -178,8 +179,10 @@ def train_next_item(
         t0 = time.perf_counter()
         net.train()
         total, count = 0.0, 0
-        for rows in epoch_batches(lengths, epoch, config.seed, config.batch_size, rank, world_size,
-                                  config.bucket_by_length):
+        batches = list(epoch_batches(lengths, epoch, config.seed, config.batch_size, rank, world_size,
+                                     config.bucket_by_length))
+        done = 0
+        for rows in batches:
             rows = users[rows]
             # A row of n events has n - 1 targets (see `_group_loss`), which fixes the batch's
             # global mean before any forward.
@@ -202,13 +205,22 @@ def train_next_item(
                 total += float(loss_sum.detach())
             optimizer.step()
             count += int(n_local.item())
+            done += 1
+            if done < len(batches) and _out_of_time(config.max_seconds, started, device):
+                # An epoch over a large log can outlast the whole budget: stop inside it.
+                run.stopped_by = "max_seconds"
+                break
         sums = all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
         entry: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": float(sums[0] / max(float(sums[1]), 1.0)),
             "seconds": time.perf_counter() - t0,
+            "targets": int(sums[1]),
         }
-        if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs):
+        cut_short = done < len(batches)
+        if cut_short:
+            entry["share_of_epoch"] = done / len(batches)
+        if has_valid and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs or cut_short):
             t1 = time.perf_counter()
             entry["valid_ndcg"] = validation.ndcg_at_10(rank, world_size, device)
             entry["valid_seconds"] = time.perf_counter() - t1
@@ -224,6 +236,8 @@ def train_next_item(
                 })
             barrier()
         log_epoch(name, entry, bar, report)
+        if cut_short:
+            break
         if config.max_seconds is not None and epoch + 1 < epochs:
             # Stop before an epoch as long as the last one would overrun the time budget.
             elapsed = time.perf_counter() - started
@@ -244,6 +258,14 @@ def train_next_item(
         run.best_epoch = len(history)
     net.eval()
     return run
+
+
+def _out_of_time(max_seconds: float | None, started: float, device: torch.device) -> bool:
+    """Whether training has used its budget; under DDP every rank takes the same decision."""
+    if max_seconds is None:
+        return False
+    over = torch.tensor([float(time.perf_counter() - started > max_seconds)], dtype=torch.float64)
+    return float(all_reduce_sum(over.to(device)).item()) > 0
 
 
 def _length_groups(rows: np.ndarray, lengths: np.ndarray, n_groups: int) -> list[np.ndarray]:
