@@ -12,7 +12,7 @@ from conformance import RecommenderConformance
 from shoprec.models.base import PerUserState
 from shoprec.models.caser import Caser
 from shoprec.models.content import TextContentRecommender
-from shoprec.models.ease import EASE
+from shoprec.models.ease import EASE, SparseEASE
 from shoprec.models.knn import ItemKNN, UserKNN
 from shoprec.models.mf import ALS, BPR
 from shoprec.models.ncf import NCF
@@ -80,6 +80,11 @@ class TestUserKNNWithEventWeights(RecommenderConformance):
 class TestEASE(RecommenderConformance):
     def make_model(self):
         return EASE(l2=10.0)
+
+
+class TestSparseEASE(RecommenderConformance):
+    def make_model(self):
+        return SparseEASE(l2=10.0, neighbors=20)
 
 
 class TestALS(RecommenderConformance):

@@ -30,6 +30,7 @@ _MODELS: dict[str, str] = {
     "item-knn": "shoprec.models.knn:ItemKNN",
     "user-knn": "shoprec.models.knn:UserKNN",
     "ease": "shoprec.models.ease:EASE",
+    "sparse-ease": "shoprec.models.ease:SparseEASE",
     "als": "shoprec.models.mf:ALS",
     "bpr": "shoprec.models.mf:BPR",
     "transformer": "shoprec.models.transformer:TransformerRecommender",
