@@ -243,7 +243,7 @@ class PrivacyReport:
     epsilon, delta: the guarantee of the released shared weights (inf, 0 without privacy).
     unit: what one 'neighbouring dataset' step changes ("user": one shopper's whole history).
     mechanism: "dp-sgd", "none", "laplace", "gaussian", "discrete-laplace", "discrete-gaussian",
-        "gaussian-gram", "dp-fedavg".
+        "gaussian-gram", "discrete-gaussian-gram", "dp-fedavg".
     """
 
     mechanism: str

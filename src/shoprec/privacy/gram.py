@@ -19,6 +19,13 @@ costs nothing. A shopper's own history, used at serving time to score items agai
 released statistics, is theirs: the guarantee covers what the model shares across shoppers
 (joint differential privacy, as in private ALS; Chien et al. 2021).
 
+With `sampler="discrete"` the noise is exact discrete Gaussian noise on the integer counts
+(`shoprec.privacy.discrete`, Canonne, Kamath & Steinke 2020) from the operating system's CSPRNG:
+off-diagonal entries get variance sigma^2, the diagonal sigma^2 / a^2, and the accounting is
+rho-zCDP, rho = Delta^2 / (2 sigma^2) summed over the released coordinates (each changes by 1
+at most), converted to (epsilon, delta) by CKS Corollary 13; "discrete-seeded" draws the same from
+a seeded generator (reproducible, for tests and experiments).
+
 `GramConfig` holds the settings the models built on the release share (`dpease`, `dpknn`).
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import scipy.linalg
@@ -35,15 +43,23 @@ from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_choice, check_float, check_int
 from shoprec.models.base import PerUserState, Recommender, histories_to_csr
 from shoprec.privacy.accountant import PrivacyReport, check_budget, is_private
-from shoprec.privacy.dp_counts import gaussian_sigma
+from shoprec.privacy.discrete import (
+    SecureIntegers,
+    SeededIntegers,
+    calibrate_discrete_gaussian,
+    discrete_gaussian,
+)
+from shoprec.privacy.dp_counts import SAMPLERS, gaussian_sigma
 
 __all__ = [
     "DENOISE",
+    "DISCRETE_MECHANISM",
     "MECHANISM",
     "GramConfig",
     "GramRecommender",
     "GramRelease",
     "denoise_gram",
+    "discrete_symmetric_noise",
     "gram_sensitivity",
     "noise_edge",
     "place_scores",
@@ -53,6 +69,7 @@ __all__ = [
 ]
 
 MECHANISM = "gaussian-gram"
+DISCRETE_MECHANISM = "discrete-gaussian-gram"
 DENOISE = ("none", "psd", "lowrank")
 _BLOCK = 1024
 
@@ -99,14 +116,29 @@ def symmetric_noise(n: int, sigma: float, rng: np.random.Generator, dtype=np.flo
 
     Drawn a strip of rows at a time and mirrored in place, so the peak is one n x n matrix.
     """
+    z = _symmetric(n, lambda shape: rng.standard_normal(shape, dtype=dtype), dtype)
+    z *= dtype(sigma)
+    return z
+
+
+def _symmetric(n: int, draw, dtype) -> np.ndarray:
+    """(n, n) symmetric matrix whose upper triangle comes from draw(shape), a strip at a time."""
     z = np.empty((n, n), dtype)
     for s in range(0, n, _BLOCK):
         e = min(s + _BLOCK, n)
-        z[s:e, s:] = rng.standard_normal((e - s, n - s), dtype=dtype)
+        z[s:e, s:] = draw((e - s, n - s))
         block = z[s:e, s:e]
         block[:] = np.triu(block) + np.triu(block, 1).T
         z[e:, s:e] = z[s:e, e:].T
-    z *= dtype(sigma)
+    return z
+
+
+def discrete_symmetric_noise(n: int, sigma2: Fraction, sigma2_diag: Fraction, source) -> np.ndarray:
+    """(n, n) symmetric float32 matrix of exact discrete Gaussian integers: variance sigma2 above
+    the diagonal, sigma2_diag on it (both exact rationals; `shoprec.privacy.discrete`)."""
+    z = _symmetric(n, lambda shape: discrete_gaussian(sigma2, math.prod(shape), source).reshape(shape),
+                   np.float32)
+    z[np.diag_indices(n)] = discrete_gaussian(sigma2_diag, n, source)
     return z
 
 
@@ -145,6 +177,7 @@ def private_gram(
     max_items: int | None,
     diag_weight: float = 1.0,
     seed: int = 0,
+    sampler: str = "float",
     where: str = "private_gram",
 ) -> GramRelease:
     """Release X^T X once with the Gaussian mechanism at user level (see the module docstring).
@@ -154,11 +187,14 @@ def private_gram(
     delta: in (0, 1/n) for n shoppers with items; None -> 1 / n ** 1.1.
     max_items: the contribution bound m the sensitivity is computed from; None only without
         privacy.
+    sampler: "float" (numpy's seeded normal; the analytic Gaussian mechanism), "discrete"
+        (exact discrete Gaussian from the OS CSPRNG; `seed` is not used) or "discrete-seeded".
     """
     x = sp.csr_matrix(x, dtype=np.float32)
     n_users = max(int((np.diff(x.indptr) > 0).sum()), 1)
     eps, dlt = check_budget(epsilon, delta, n_users, where)
     a = check_float("diag_weight", diag_weight, 1e-3, 1e3, where)
+    check_choice("sampler", sampler, SAMPLERS, where)
     gram = (x.T @ x).toarray().astype(np.float32, copy=False)
     if not math.isfinite(eps):
         report = PrivacyReport("none", math.inf, 0.0, unit="user", n_users=n_users,
@@ -178,20 +214,33 @@ def private_gram(
             f"recent_items_matrix."
         )
     sens = gram_sensitivity(m, a)
-    sigma = gaussian_sigma(eps, dlt, sens)
-    rng = np.random.default_rng(seed)
-    noise = symmetric_noise(gram.shape[0], sigma, rng)
-    # Diagonal: released as a * count + N(0, sigma^2), so count + N(0, (sigma / a)^2).
-    noise[np.diag_indices_from(noise)] /= np.float32(a)
+    extra = {"sampler": sampler}
+    if sampler == "float":
+        sigma = gaussian_sigma(eps, dlt, sens)
+        noise = symmetric_noise(gram.shape[0], sigma, np.random.default_rng(seed))
+        # Diagonal: released as a * count + N(0, sigma^2), so count + N(0, (sigma / a)^2).
+        noise[np.diag_indices_from(noise)] /= np.float32(a)
+        mechanism, accountant = MECHANISM, "analytic-gaussian"
+    else:
+        # rho-zCDP adds over coordinates: m diagonal ones at variance sigma^2 / a^2 and
+        # m (m - 1) / 2 pairs at sigma^2, each changed by 1, give rho = Delta^2 / (2 sigma^2).
+        # The calibration wants an integer Delta^2: rounding it up only adds noise.
+        cal = calibrate_discrete_gaussian(eps, dlt, math.ceil(sens**2 - 1e-9))
+        source = SecureIntegers() if sampler == "discrete" else SeededIntegers(seed)
+        noise = discrete_symmetric_noise(gram.shape[0], cal.sigma2, cal.sigma2 / Fraction(a * a), source)
+        sigma = math.sqrt(cal.sigma2)
+        mechanism, accountant = DISCRETE_MECHANISM, "zcdp-discrete-gaussian"
+        extra.update(randomness="secure" if sampler == "discrete" else "seeded", sigma2_exact=str(cal.sigma2),
+                     rho=cal.rho, bound=cal.bound, delta_bound=cal.delta_bound)
     gram += noise
     del noise
     report = PrivacyReport(
-        MECHANISM, eps, dlt, unit="user", target_epsilon=eps, noise_multiplier=sigma / sens,
-        steps=1, n_users=n_users, max_items_per_user=m, accountant="analytic-gaussian",
+        mechanism, eps, dlt, unit="user", target_epsilon=eps, noise_multiplier=sigma / sens,
+        steps=1, n_users=n_users, max_items_per_user=m, accountant=accountant,
         extra={
             "released": "item-item Gram X^T X (upper triangle and diagonal) of each shopper's "
                         f"{m} most recent distinct items",
-            "l2_sensitivity": sens, "sigma": sigma, "diag_weight": a,
+            "l2_sensitivity": sens, "sigma": sigma, "diag_weight": a, **extra,
         },
     )
     return GramRelease(gram, np.diag(gram).astype(np.float64), float(sigma), sens, report)
@@ -237,7 +286,10 @@ class GramConfig:
         denoise: "none", "psd" (project to positive semidefinite) or "lowrank" (keep the
             eigen-directions above the noise's spectral norm 2 sigma sqrt(n)); only a private
             release is denoised (the exact Gram is PSD already).
-        seed: seeds the noise; same seed, same release.
+        seed: seeds the noise; same seed, same release (not used by sampler "discrete").
+        sampler: "float" (numpy's seeded normal), "discrete" (exact discrete Gaussian from the
+            OS CSPRNG: for a release an adversary may see) or "discrete-seeded" (the same,
+            seeded: reproducible).
     """
 
     target_epsilon: float | None = None
@@ -248,6 +300,7 @@ class GramConfig:
     max_modelled: int | None = 5000
     denoise: str = "psd"
     seed: int = 0
+    sampler: str = "float"
 
     def __post_init__(self) -> None:
         where = type(self).__name__
@@ -273,6 +326,7 @@ class GramConfig:
             check_int("max_modelled", self.max_modelled, 1, 200_000, where)
         check_choice("denoise", self.denoise, DENOISE, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
+        check_choice("sampler", self.sampler, SAMPLERS, where)
 
     @property
     def private(self) -> bool:
@@ -283,7 +337,7 @@ class GramConfig:
         x = recent_items_matrix(train, self.max_items_per_user)
         return private_gram(
             x, self.target_epsilon, self.target_delta, max_items=self.max_items_per_user,
-            diag_weight=float(self.diag_weight), seed=int(self.seed), where=where,
+            diag_weight=float(self.diag_weight), seed=int(self.seed), sampler=self.sampler, where=where,
         )
 
     def modelled_items(self, counts: np.ndarray) -> np.ndarray:
