@@ -159,62 +159,86 @@ class SparseEASE(Recommender):
         )
 
 
-def gram_matrix(x: sp.csr_matrix) -> sp.csr_matrix:
-    """X^T X of a user x item matrix as sorted float32 csr, built a block of item rows at a time."""
+def gram_matrix(x: sp.csr_matrix, neighbors: int | None = None) -> tuple[sp.csr_matrix, np.ndarray | None]:
+    """X^T X of a user x item matrix as sorted float32 csr, built a block of item rows at a time,
+    and (when `neighbors` is given) each item's neighbourhood from its finished rows
+    (`_neighbourhoods`), so that no nnz-sized temporary beyond the Gram itself is ever held."""
     x = sp.csr_matrix(x, dtype=np.float32)
     xt = x.T.tocsr()
+    n = xt.shape[0]
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()).astype(np.float32)
     # Upper bound on each item row's entries: the events of the users who have the item.
     work = np.cumsum((xt != 0).astype(np.float64) @ np.diff(x.indptr).astype(np.float64))
-    parts, start, n = [], 0, xt.shape[0]
+    data, indices, counts, support = [], [], [], []
+    start = 0
     while start < n:
         end = int(np.searchsorted(work, (work[start - 1] if start else 0.0) + _GRAM_BLOCK_NNZ, side="right"))
         end = min(max(end, start + 1), n)
         block = (xt[start:end] @ x).tocsr()
         block.sum_duplicates()
-        parts.append(block)
+        block.sort_indices()
+        if neighbors is not None:
+            support.append(_neighbourhoods(block, start, norms, neighbors))
+        data.append(block.data.astype(np.float32, copy=False))
+        indices.append(block.indices.astype(np.int32, copy=False))
+        counts.append(np.diff(block.indptr))
+        del block
         start = end
-    gram = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((n, n), dtype=np.float32)
-    gram.sort_indices()
-    return gram
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]) if counts else np.zeros(n + 1, np.int64)
+    gram = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
+                          np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr), shape=(n, n))
+    gram.has_sorted_indices = True
+    return gram, (np.concatenate(support) if support else np.zeros((0, neighbors), np.int64)) if neighbors else None
 
 
-def _neighbourhoods(gram: sp.csr_matrix, k: int) -> np.ndarray:
-    """(n_items, k) indices of each item's k most co-occurring other items by cosine; -1 pads."""
-    n = gram.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(gram.indptr))
-    norms = np.sqrt(np.maximum(gram.diagonal(), 0.0)).astype(np.float32)
-    cosine = gram.data / np.maximum(norms[rows] * norms[gram.indices], np.float32(1e-12))
-    cosine[gram.indices == rows] = -np.inf  # an item is not its own regressor
-    # Order every row's entries by cosine, descending (ties: lower item first), keep the first k.
-    order = np.lexsort((gram.indices, -cosine, rows))
-    rank = np.arange(len(order)) - gram.indptr[rows]
+def _neighbourhoods(rows_block: sp.csr_matrix, first: int, norms: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) indices of each row's k most co-occurring other items by cosine (ties: lower
+    item first); -1 pads. rows_block: rows first, first + 1, ... of the Gram."""
+    n_rows = rows_block.shape[0]
+    local = np.repeat(np.arange(n_rows), np.diff(rows_block.indptr))
+    item = first + local
+    cosine = rows_block.data / np.maximum(norms[item] * norms[rows_block.indices], np.float32(1e-12))
+    cosine[rows_block.indices == item] = -np.inf  # an item is not its own regressor
+    order = np.lexsort((rows_block.indices, -cosine, local))
+    rank = np.arange(len(order)) - rows_block.indptr[local]
     keep = order[(rank < k) & np.isfinite(cosine[order])]
-    out = np.full((n, k), -1, np.int64)
-    kept_rows = rows[keep]
+    out = np.full((n_rows, k), -1, np.int64)
+    kept_rows = local[keep]
     slot = np.arange(len(keep)) - np.searchsorted(kept_rows, kept_rows)  # position within its row
-    out[kept_rows, slot] = gram.indices[keep]
+    out[kept_rows, slot] = rows_block.indices[keep]
     return out
 
 
-def _lookup(gram: sp.csr_matrix, keys: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """gram[rows, cols] elementwise (0 where nothing is stored); keys = row * n + col, sorted."""
-    wanted = rows * gram.shape[1] + cols
-    pos = np.searchsorted(keys, wanted)
-    pos_ok = np.minimum(pos, len(keys) - 1)
-    found = (pos < len(keys)) & (keys[pos_ok] == wanted)
-    return np.where(found, gram.data[pos_ok], np.float32(0.0))
+def _lookup(gram: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """gram[rows, cols] elementwise (0 where nothing is stored), for sorted csr indices: a
+    binary search inside each row's slice, all queries at once."""
+    rows, cols = np.broadcast_arrays(rows, cols)
+    lo = gram.indptr[rows].astype(np.int64)
+    hi = gram.indptr[rows + 1].astype(np.int64)
+    indices = gram.indices
+    # Invariant: the entry, if stored, is in [lo, hi); every step halves the widest range.
+    for _ in range(int(np.ceil(np.log2(max(int(np.diff(gram.indptr).max(initial=1)), 1) + 1))) + 1):
+        open_ = lo < hi
+        if not open_.any():
+            break
+        mid = (lo + hi) >> 1
+        below = open_ & (indices[np.minimum(mid, len(indices) - 1)] < cols)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+    at = np.minimum(lo, max(len(indices) - 1, 0))
+    found = (lo < gram.indptr[rows + 1]) & (indices[at] == cols) if len(indices) else np.zeros(rows.shape, bool)
+    return np.where(found, gram.data[at] if len(indices) else 0.0, np.float32(0.0))
 
 
 def sparse_ease_weights(x: sp.csr_matrix, l2: float, neighbors: int) -> sp.csr_matrix:
     """SparseEASE's B (n_items x n_items csr; column j holds j's regression on its neighbours)."""
     import torch
 
-    gram = gram_matrix(x)
-    n = gram.shape[0]
+    n = x.shape[1]
     k = max(1, min(neighbors, n - 1))
-    support = _neighbourhoods(gram, k)
-    keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(gram.indptr)) * n + gram.indices
+    gram, support = gram_matrix(x, k)
     eye = np.eye(k, dtype=np.float64)
+    iu0, iu1 = np.triu_indices(k)
     cols_out, rows_out, vals_out = [], [], []
     step = max(1, _SOLVE_ENTRIES // (k * k))
     for start in range(0, n, step):
@@ -222,11 +246,15 @@ def sparse_ease_weights(x: sp.csr_matrix, l2: float, neighbors: int) -> sp.csr_m
         nb = support[items]  # (b, k), -1 = padding
         real = nb >= 0
         safe = np.where(real, nb, 0)
-        a = _lookup(gram, keys, safe[:, :, None], safe[:, None, :]).astype(np.float64)
+        # G[N_j, N_j] is symmetric: look up its upper triangle only, then mirror it.
+        a = np.empty((len(items), k, k), np.float64)
+        upper = _lookup(gram, safe[:, iu0], safe[:, iu1])
+        a[:, iu0, iu1] = upper
+        a[:, iu1, iu0] = upper
         both = real[:, :, None] & real[:, None, :]
         # Padded regressors get an identity row and column and a zero right-hand side: weight 0.
         a = np.where(both, a, 0.0) + eye * np.where(real, l2, 1.0)[:, :, None]
-        rhs = np.where(real, _lookup(gram, keys, safe, np.broadcast_to(items[:, None], safe.shape)), 0.0).astype(np.float64)
+        rhs = np.where(real, _lookup(gram, safe, items[:, None]), 0.0).astype(np.float64)
         b = torch.linalg.solve(torch.from_numpy(a), torch.from_numpy(rhs)[..., None])[..., 0].numpy()
         cols_out.append(np.broadcast_to(items[:, None], nb.shape)[real])
         rows_out.append(nb[real])
