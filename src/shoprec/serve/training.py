@@ -29,6 +29,7 @@ from shoprec.errors import EmptyDataError, check_float
 __all__ = [
     "MIN_EVENTS",
     "MIN_SEQUENCES",
+    "SAMPLED_SOFTMAX_ITEMS",
     "ModelChoice",
     "choose_model",
     "dataset_from_store",
@@ -40,6 +41,12 @@ MIN_EVENTS = 5_000
 MIN_SEQUENCES = 200
 """Below this many events, or shoppers with three events or more, the Transformer has too few
 sequences to learn from and item-kNN is served instead."""
+SAMPLED_SOFTMAX_ITEMS = 50_000
+"""Above this many items the Transformer trains with a sampled softmax and sparse item-table
+updates. Measured (benchmarks/sparse_items.py, 2 threads, d 64, 50 events): the full softmax
+trains 0.43x the targets per second of the sampled one at 10,000 items, 0.053x at 100,000 and
+0.004x at 1,000,000, while sampled with sparse updates stays at 40,000-49,000 a second at every
+size; within a training budget the full softmax then sees too few targets."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,17 @@ def choose_model(data, budget_s: float = 90.0, name: str | None = None) -> Model
     has_titles = data.catalogue is not None and bool((data.catalogue.frame["title"].astype(str) != "").any())
     transformer = {"max_seconds": float(budget_s), "epochs": 200, "eval_every": 2, "patience": 3,
                    "text_init": has_titles}
+    large = data.n_items > SAMPLED_SOFTMAX_ITEMS
+    if large:
+        transformer.update(loss="sampled", n_negatives=512, sparse_item_grads=True)
     size = f"{len(data):,} events, {sequences:,} shoppers with 3+ events"
     if name is not None:
         return ModelChoice(name, transformer if name == "transformer" else {}, f"asked for ({size})")
     if len(data) >= MIN_EVENTS and sequences >= MIN_SEQUENCES:
         text = ", item embeddings initialised from product titles" if has_titles else ""
+        if large:
+            text += (f", sampled softmax with sparse item updates ({data.n_items:,} items, above "
+                     f"{SAMPLED_SOFTMAX_ITEMS:,})")
         return ModelChoice("transformer", transformer,
                            f"behaviour Transformer: the shop has enough sequences to learn from ({size}){text}")
     return ModelChoice("item-knn", {}, f"item-kNN: too little data for the Transformer ({size}; it needs "
