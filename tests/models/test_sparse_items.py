@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_sequential import _new_events, _one_torch_thread  # noqa: F401 (an autouse fixture)
+from test_sequential import transformer as tiny_transformer
 
 from shoprec.errors import ConfigError
 from shoprec.models.base import Recommender
@@ -23,18 +25,9 @@ from shoprec.models.transformer import TransformerConfig, TransformerRecommender
 SPARSE = {"loss": "sampled", "n_negatives": 4, "sparse_item_grads": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def transformer(**kw) -> TransformerRecommender:
-    params = {"d": 16, "n_layers": 1, "n_heads": 1, "max_len": 8, "dropout": 0.0, "lr": 5e-3, "epochs": 3,
-              "batch_size": 4, "device": "cpu", "seed": 0}
-    return TransformerRecommender(**{**params, **kw})
+    # test_sequential's tiny Transformer without dropout, so gradients are comparable.
+    return tiny_transformer(**{"dropout": 0.0, **kw})
 
 
 def _batch(n_items: int, seed: int = 0):
@@ -100,8 +93,6 @@ def test_a_model_with_sparse_item_updates_trains_saves_resumes_and_grows(synthet
     transformer(epochs=2, checkpoint_dir=ckpt, **SPARSE).fit(synthetic_shop)
     resumed = transformer(epochs=3, checkpoint_dir=ckpt, resume=True, **SPARSE).fit(synthetic_shop)
     assert [e["epoch"] for e in resumed.training_log] == [1, 2, 3]
-
-    from tests.models.test_sequential import _new_events
 
     grown = transformer(epochs=1, **SPARSE).fit(synthetic_shop)
     user = synthetic_shop.users.ids[0]

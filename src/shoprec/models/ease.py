@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from shoprec.data.dataset import Dataset
 from shoprec.errors import ConfigError, check_float, check_int
 from shoprec.models.base import PerUserState, Recommender, histories_to_csr
+from shoprec.models.knn import _csr_from_state, _csr_state, _row_blocks, keep_top_per_row
 
 
 class EASE(Recommender):
@@ -32,9 +33,7 @@ class EASE(Recommender):
         self.max_items = max_items
 
     def _check_params(self) -> None:
-        l2 = check_float("l2", self.l2, 0.0, 1e6, "EASE")
-        if l2 == 0.0:
-            raise ConfigError("The 'l2' parameter of EASE must be a number > 0. Got 0.0 instead.")
+        _check_l2(self.l2, "EASE")
         check_int("max_items", self.max_items, 1, 200_000, "EASE")
 
     def _fit(self, train: Dataset, valid=None) -> None:
@@ -61,6 +60,12 @@ class EASE(Recommender):
 
     def _set_state(self, state):
         self.weights_ = state["weights"]
+
+
+def _check_l2(l2, where: str) -> None:
+    """EASE's penalty: a number in (0, 1e6]."""
+    if check_float("l2", l2, 0.0, 1e6, where) == 0.0:
+        raise ConfigError(f"The 'l2' parameter of {where} must be a number > 0. Got 0.0 instead.")
 
 
 def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
@@ -134,9 +139,7 @@ class SparseEASE(Recommender):
         self.neighbors = neighbors
 
     def _check_params(self) -> None:
-        l2 = check_float("l2", self.l2, 0.0, 1e6, "SparseEASE")
-        if l2 == 0.0:
-            raise ConfigError("The 'l2' parameter of SparseEASE must be a number > 0. Got 0.0 instead.")
+        _check_l2(self.l2, "SparseEASE")
         check_int("neighbors", self.neighbors, 1, 2000, "SparseEASE")
 
     def _fit(self, train: Dataset, valid=None) -> None:
@@ -149,14 +152,11 @@ class SparseEASE(Recommender):
         return (self.seen_[users] @ self.weights_).toarray()
 
     def _get_state(self):
-        w = self.weights_
-        return {"weights_data": w.data, "weights_indices": w.indices, "weights_indptr": w.indptr}
+        return _csr_state("weights", self.weights_)
 
     def _set_state(self, state):
         n = len(self.items_)
-        self.weights_ = sp.csr_matrix(
-            (state["weights_data"], state["weights_indices"], state["weights_indptr"]), shape=(n, n)
-        )
+        self.weights_ = _csr_from_state("weights", state, (n, n))
 
 
 def gram_matrix(x: sp.csr_matrix, neighbors: int | None = None) -> tuple[sp.csr_matrix, np.ndarray | None]:
@@ -168,12 +168,9 @@ def gram_matrix(x: sp.csr_matrix, neighbors: int | None = None) -> tuple[sp.csr_
     n = xt.shape[0]
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()).astype(np.float32)
     # Upper bound on each item row's entries: the events of the users who have the item.
-    work = np.cumsum((xt != 0).astype(np.float64) @ np.diff(x.indptr).astype(np.float64))
+    work = (xt != 0).astype(np.float64) @ np.diff(x.indptr).astype(np.float64)
     data, indices, counts, support = [], [], [], []
-    start = 0
-    while start < n:
-        end = int(np.searchsorted(work, (work[start - 1] if start else 0.0) + _GRAM_BLOCK_NNZ, side="right"))
-        end = min(max(end, start + 1), n)
+    for start, end in _row_blocks(work, _GRAM_BLOCK_NNZ):
         block = (xt[start:end] @ x).tocsr()
         block.sum_duplicates()
         block.sort_indices()
@@ -183,7 +180,6 @@ def gram_matrix(x: sp.csr_matrix, neighbors: int | None = None) -> tuple[sp.csr_
         indices.append(block.indices.astype(np.int32, copy=False))
         counts.append(np.diff(block.indptr))
         del block
-        start = end
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]) if counts else np.zeros(n + 1, np.int64)
     gram = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
                           np.concatenate(indices) if indices else np.zeros(0, np.int32), indptr), shape=(n, n))
@@ -193,19 +189,19 @@ def gram_matrix(x: sp.csr_matrix, neighbors: int | None = None) -> tuple[sp.csr_
 
 def _neighbourhoods(rows_block: sp.csr_matrix, first: int, norms: np.ndarray, k: int) -> np.ndarray:
     """(rows, k) indices of each row's k most co-occurring other items by cosine (ties: lower
-    item first); -1 pads. rows_block: rows first, first + 1, ... of the Gram."""
+    item first, as `keep_top_per_row`); -1 pads. rows_block: rows first, first + 1, ... of the
+    Gram."""
     n_rows = rows_block.shape[0]
-    local = np.repeat(np.arange(n_rows), np.diff(rows_block.indptr))
-    item = first + local
-    cosine = rows_block.data / np.maximum(norms[item] * norms[rows_block.indices], np.float32(1e-12))
-    cosine[rows_block.indices == item] = -np.inf  # an item is not its own regressor
-    order = np.lexsort((rows_block.indices, -cosine, local))
-    rank = np.arange(len(order)) - rows_block.indptr[local]
-    keep = order[(rank < k) & np.isfinite(cosine[order])]
+    item = first + np.repeat(np.arange(n_rows), np.diff(rows_block.indptr))
+    cosine = sp.csr_matrix(
+        (rows_block.data / np.maximum(norms[item] * norms[rows_block.indices], np.float32(1e-12)),
+         rows_block.indices, rows_block.indptr), shape=rows_block.shape, copy=True)  # the Gram keeps its block
+    cosine.data[cosine.indices == item] = 0.0  # an item is not its own regressor
+    cosine.eliminate_zeros()
+    top = keep_top_per_row(cosine, k)
+    counts = np.diff(top.indptr)
     out = np.full((n_rows, k), -1, np.int64)
-    kept_rows = local[keep]
-    slot = np.arange(len(keep)) - np.searchsorted(kept_rows, kept_rows)  # position within its row
-    out[kept_rows, slot] = rows_block.indices[keep]
+    out[np.repeat(np.arange(n_rows), counts), np.arange(top.nnz) - np.repeat(top.indptr[:-1], counts)] = top.indices
     return out
 
 

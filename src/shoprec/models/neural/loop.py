@@ -238,14 +238,11 @@ def train_next_item(
         log_epoch(name, entry, bar, report)
         if cut_short:
             break
-        if config.max_seconds is not None and epoch + 1 < epochs:
-            # Stop before an epoch as long as the last one would overrun the time budget.
-            elapsed = time.perf_counter() - started
-            last = time.perf_counter() - t0
-            over = torch.tensor([float(elapsed + last > config.max_seconds)], dtype=torch.float64)
-            if float(all_reduce_sum(over.to(device)).item()) > 0:  # every rank stops together
-                run.stopped_by = "max_seconds"
-                break
+        # Stop before an epoch as long as the last one would overrun the time budget.
+        if epoch + 1 < epochs and _out_of_time(config.max_seconds, started, device,
+                                               ahead=time.perf_counter() - t0):
+            run.stopped_by = "max_seconds"
+            break
     else:
         if stopped:
             run.stopped_by = "patience"
@@ -260,11 +257,12 @@ def train_next_item(
     return run
 
 
-def _out_of_time(max_seconds: float | None, started: float, device: torch.device) -> bool:
-    """Whether training has used its budget; under DDP every rank takes the same decision."""
+def _out_of_time(max_seconds: float | None, started: float, device: torch.device, ahead: float = 0.0) -> bool:
+    """Whether training started at `started` would be past its budget `ahead` seconds from now;
+    under DDP every rank takes the same decision (any rank over stops them all)."""
     if max_seconds is None:
         return False
-    over = torch.tensor([float(time.perf_counter() - started > max_seconds)], dtype=torch.float64)
+    over = torch.tensor([float(time.perf_counter() - started + ahead > max_seconds)], dtype=torch.float64)
     return float(all_reduce_sum(over.to(device)).item()) > 0
 
 
