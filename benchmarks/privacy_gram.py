@@ -1,7 +1,7 @@
 """Private sufficient statistics on ML-1M and Amazon Games: dp-ease and dp-item-knn against
 their own non-private counterparts, popularity and the issue's targets.
 
-    python benchmarks/privacy_gram.py [--datasets ml-1m,games] [--epsilons 2,8,inf]
+    python benchmarks/privacy_gram.py [--datasets ml-1m,games] [--models dp-ease,dp-item-knn] [--epsilons 2,8,inf]
                                       [--ml1m-baselines pop,dp-transformer] [--json FILE] [--replot]
                                       [--param MODEL:KEY=VALUE ...] [--tag NAME]
 
@@ -56,10 +56,10 @@ def targets(row: dict, pop_ndcg: float) -> dict:
     }
 
 
-def run_one(name: str, epsilons, baselines, params=None) -> dict:
+def run_one(name: str, epsilons, baselines, params=None, models=MODELS) -> dict:
     path, fmt = dataset_path(name)
     data = load(path, fmt).dataset()
-    settings = ReportSettings(models=MODELS, epsilons=epsilons, baselines=baselines, federated=False,
+    settings = ReportSettings(models=tuple(models), epsilons=epsilons, baselines=baselines, federated=False,
                               model_params=params or {})
     t0 = time.perf_counter()
     report = privacy_report(data, settings, name=str(path), progress=lambda m: print(f"[{name}] {m}", file=sys.stderr))
@@ -77,6 +77,7 @@ def run_one(name: str, epsilons, baselines, params=None) -> dict:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="ml-1m,games")
+    p.add_argument("--models", default=",".join(MODELS), help="private models to run (e.g. dp-als)")
     p.add_argument("--epsilons", default="2,8,inf")
     p.add_argument("--ml1m-baselines", default="pop,dp-transformer")
     p.add_argument("--json", default=str(RESULTS / "privacy-gram.json"))
@@ -96,7 +97,8 @@ def main(argv: list[str]) -> int:
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         baselines = [b for b in args.ml1m_baselines.split(",") if b] if name == "ml-1m" else ["pop"]
         key = f"{name} {args.tag}".strip()
-        out["datasets"][key] = run_one(name, epsilons, baselines, parse_scoped_params(args.param))
+        out["datasets"][key] = run_one(name, epsilons, baselines, parse_scoped_params(args.param),
+                                       [m for m in args.models.split(",") if m])
         out["commands"][key] = "python benchmarks/privacy_gram.py " + " ".join(argv)
         plot_report(out["datasets"][key], RESULTS / f"privacy-gram-{key.replace(' ', '-')}.png")
         write_json(args.json, out)  # after every dataset: a long run keeps what it finished

@@ -1,10 +1,12 @@
-"""How much the private Gram models' test NDCG@10 moves with the noise seed (no choice rests on it).
+"""How much the private release models' test NDCG@10 moves with the noise seed (no choice rests on it).
 
     python benchmarks/privacy_gram_seeds.py [--dataset ml-1m] [--seeds 0,1,2,3,4] [--epsilons 2,8]
+                                            [--models dp-ease,dp-item-knn]
 
 The privacy report's split and members (seed 0), the report's private settings; only the seed
 of the Gaussian noise changes. Prints NDCG@10 and coverage@10 per seed and their mean and
-standard deviation, and the share of the non-private counterpart (EASE / ItemKNN, run once).
+standard deviation, and the share of the non-private counterpart (EASE / ItemKNN / implicit ALS,
+run once).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dataset", default="ml-1m")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--epsilons", default="2,8")
+    p.add_argument("--models", default="dp-ease,dp-item-knn")
     args = p.parse_args(argv)
     path, fmt = dataset_path(args.dataset)
     data = load(path, fmt).dataset()
@@ -38,7 +41,7 @@ def main(argv: list[str]) -> int:
     members = split_members(data, 0.2, 0)
     train = split.train.subset(members[split.train.user_idx], f"{data.name}[members]")
     seeds = [int(s) for s in args.seeds.split(",")]
-    for name in ("dp-ease", "dp-item-knn"):
+    for name in (m for m in args.models.split(",") if m):
         ref = evaluate(make_model(name, **REFERENCE_PARAMS[name]).fit(train), split, k=(10,)).metrics["NDCG@10"]
         for eps in (float(e) for e in args.epsilons.split(",")):
             ndcg, cov = [], []

@@ -252,17 +252,19 @@ def test_retrain_fine_tunes_the_model_an_earlier_run_swapped_in_unless_told_not_
     assert "swapped in" not in capsys.readouterr().err
 
 
-def test_train_with_epsilon_saves_a_private_model_whose_sidecar_carries_its_privacy_record(tmp_path, tiny_csv):
+@pytest.mark.parametrize("model,mechanism", [("dp-ease", "gaussian-gram"), ("dp-als", "gaussian-als")])
+def test_train_with_epsilon_saves_a_private_model_whose_sidecar_carries_its_privacy_record(tmp_path, tiny_csv,
+                                                                                          model, mechanism):
     code = main(["train", "--data", str(tiny_csv), "--format", "csv", "--mapping", "user=customer,item=sku,timestamp=ts",
-                 "--model", "dp-ease", "--epsilon", "8", "--delta", "1e-6", "--param", "l2=10",
+                 "--model", model, "--epsilon", "8", "--delta", "1e-6", "--param", "l2=10",
                  "--out", str(tmp_path / "m"), "--quiet"])
     assert code == 0
-    record = json.loads((tmp_path / "m" / "dp-ease.json").read_text())["privacy"]
+    record = json.loads((tmp_path / "m" / f"{model}.json").read_text())["privacy"]
     assert record["dp"] is True and record["epsilon"] == 8.0 and record["delta"] == 1e-6
-    assert record["unit"] == "user" and record["mechanism"] == "gaussian-gram" and record["extra"]["sigma"] > 0
+    assert record["unit"] == "user" and record["mechanism"] == mechanism and record["extra"]["sigma"] > 0
     from shoprec.models.base import Recommender
 
-    assert Recommender.load(tmp_path / "m" / "dp-ease.npz").privacy.epsilon == 8.0
+    assert Recommender.load(tmp_path / "m" / f"{model}.npz").privacy.epsilon == 8.0
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from shoprec.models.popularity import Popularity, RandomRecommender, RecentPopul
 from shoprec.models.registry import model_class, model_names
 from shoprec.models.transformer import TransformerRecommender
 from shoprec.privacy.dp_counts import DPPopularity
+from shoprec.privacy.dpals import DPALS
 from shoprec.privacy.dpease import DPEASE
 from shoprec.privacy.dpknn import DPItemKNN
 from shoprec.privacy.dpmf import DPMF
@@ -202,6 +203,20 @@ class TestDPEASEPrivate(RecommenderConformance):
 class TestDPItemKNNPrivate(RecommenderConformance):
     def make_model(self):
         return DPItemKNN(neighbors=20, max_items_per_user=20, target_epsilon=8.0, seed=0)
+
+
+class TestDPALSWithoutPrivacy(RecommenderConformance):
+    """epsilon = inf, no cap: implicit ALS with a uniform weight on every pair."""
+
+    def make_model(self):
+        return DPALS(factors=8, iterations=8, alpha=0.1, l2=1.0, max_items_per_user=None, max_modelled=None)
+
+
+class TestDPALSPrivate(RecommenderConformance):
+    """Private item factors at epsilon = 8 (each shopper's from their own items)."""
+
+    def make_model(self):
+        return DPALS(factors=8, iterations=3, l2=1.0, max_items_per_user=20, target_epsilon=8.0, seed=0)
 
 
 class TestSISA(RecommenderConformance):

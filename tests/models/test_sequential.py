@@ -127,6 +127,17 @@ def test_order_of_the_history_matters(tiny_shop):
     assert not np.allclose(model.score_history(["i1", "i2", "i3"]), model.score_history(["i3", "i2", "i1"]))
 
 
+def test_one_requests_scores_are_the_same_through_numpys_product_as_through_torchs(tiny_shop):
+    # A few rows under no_grad (the request path) take numpy's product; larger batches torch's.
+    model = transformer().fit(tiny_shop)
+    hidden = torch.randn(3, 16)
+    with torch.no_grad():
+        fast = model.net_.score(hidden, None)
+    slow = model.net_.score(hidden, None).detach()  # grad enabled: torch's product
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    assert fast.shape == (3, tiny_shop.n_items)
+
+
 def test_a_live_session_is_scored_without_retraining(tiny_shop):
     model = transformer().fit(tiny_shop)
     recs = model.recommend_history(["i5", "i6", "i7"], events=["view", "cart", "view"], k=3)

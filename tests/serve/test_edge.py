@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 
 import anyio
@@ -143,6 +144,30 @@ def test_requests_beyond_the_in_flight_limit_get_503_with_retry_after():
 
 async def _collect(app, sink, name):
     sink.append((name, await _call(app)))
+
+
+def test_slates_are_computed_on_at_most_slate_threads_threads_at_once(make_client):
+    # Slates hold the interpreter lock; more threads than this only contend for it.
+    service = make_client(with_catalogue=False, slate_threads=2).app.state.service
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(arrived: float) -> float:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return arrived
+
+    async def six_at_once():
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(service.run_slate, work)
+
+    anyio.run(six_at_once)
+    assert most[0] == 2
 
 
 def test_an_anonymous_request_is_refused_before_its_body_is_read():

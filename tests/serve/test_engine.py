@@ -183,6 +183,30 @@ def test_requests_in_flight_multiply_the_expected_time():
         assert served_request(gauge, clocks, budget_ms=50, cost_ms=20) is True
 
 
+def test_time_spent_waiting_for_a_slate_thread_counts_against_the_budget():
+    clocks = FakeClocks()
+    gauge = gauge_with(clocks)
+    served_request(gauge, clocks, budget_ms=50, cost_ms=20)
+    arrived = gauge.now()
+    clocks.wall += 0.040  # queued 40 ms behind other slates: 40 + 20 ms > 50 ms
+    with gauge.request(50, arrived=arrived) as ticket:
+        assert ticket.degrade
+    with gauge.request(50, arrived=gauge.now()) as ticket:  # no wait: 20 ms fits
+        assert not ticket.degrade
+
+
+def test_a_request_late_on_either_path_keeps_the_accurate_one():
+    clocks = FakeClocks()
+    gauge = gauge_with(clocks)
+    served_request(gauge, clocks, budget_ms=50, cost_ms=30)
+    assert served_request(gauge, clocks, budget_ms=20, cost_ms=30) is True  # teaches the quick path: 3 ms
+    assert gauge.quick_ms == pytest.approx(3)
+    arrived = gauge.now()
+    clocks.wall += 0.060  # queued 60 ms: past 50 ms on the quick path too
+    with gauge.request(50, arrived=arrived) as ticket:
+        assert not ticket.degrade
+
+
 def test_a_degraded_gauge_probes_the_model_path_and_recovers_when_it_is_cheap_again():
     # A slow spell (a cold first request, a noisy neighbour) must not send every later request
     # down the cheap path: once a second one request re-measures the model path.

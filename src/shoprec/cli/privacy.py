@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", default="sequence", help="reader format (see `shoprec data formats`)")
     p.add_argument("--epsilons", default="0.5,1,2,4,8,inf", help="comma-separated; inf = no DP")
     p.add_argument("--models", default="dp-mf,dp-transformer,dp-ease,dp-item-knn",
-                   help="comma-separated private models (dp-mf, dp-transformer, dp-ease, dp-item-knn)")
+                   help="comma-separated private models (dp-mf, dp-transformer, dp-ease, dp-item-knn, dp-als)")
     p.add_argument("--baselines", default="pop",
                    help="comma-separated models run once without privacy on the same split ('' for none)")
     p.add_argument("--delta", type=float, default=None, help="default 1/n^1.1 for n training shoppers")

@@ -1,7 +1,7 @@
 """`shoprec train`: fit a model and save it with a JSON sidecar (what it was trained on, when, how
 well it did on held-out events, its privacy record), which the service shows when it serves it.
 
-`--epsilon E` trains a private model (dp-ease, dp-item-knn, dp-mf, dp-transformer, dp-pop) at
+`--epsilon E` trains a private model (dp-ease, dp-item-knn, dp-als, dp-mf, dp-transformer, dp-pop) at
 user-level epsilon E (`--delta`, default 1/n^1.1); the model file and its sidecar carry the
 accountant's record (epsilon, delta, unit "user", mechanism).
 

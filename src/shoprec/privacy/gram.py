@@ -58,6 +58,7 @@ __all__ = [
     "GramConfig",
     "GramRecommender",
     "GramRelease",
+    "check_release_settings",
     "denoise_gram",
     "discrete_symmetric_noise",
     "gram_sensitivity",
@@ -265,6 +266,29 @@ def denoise_gram(gram: np.ndarray, method: str, edge: float = 0.0) -> np.ndarray
     return (vecs @ vecs.T).astype(np.float32)
 
 
+def check_release_settings(config, where: str) -> None:
+    """Check the settings every private release shares: target_epsilon, target_delta,
+    max_items_per_user (required when private) and max_modelled."""
+    if config.target_epsilon is not None:
+        check_budget(config.target_epsilon, None, 2, where)  # type and sign; delta checked at fit
+    if config.target_delta is not None:
+        dlt = check_float("target_delta", config.target_delta, 0.0, 1.0, where)
+        if not 0.0 < dlt < 1.0:
+            raise ConfigError(
+                f"The 'target_delta' parameter of {where} must be a number in (0, 1). Got {dlt} instead."
+            )
+    if config.max_items_per_user is None:
+        if is_private(config.target_epsilon):
+            raise ConfigError(
+                f"The 'max_items_per_user' parameter of {where} must be an int in [1, 100000] "
+                f"when target_epsilon is finite: it bounds each shopper's contribution. Got None."
+            )
+    else:
+        check_int("max_items_per_user", config.max_items_per_user, 1, 100_000, where)
+    if config.max_modelled is not None:
+        check_int("max_modelled", config.max_modelled, 1, 200_000, where)
+
+
 @dataclass(frozen=True)
 class GramConfig:
     """The settings every model built on the private Gram shares. The defaults are those chosen
@@ -304,26 +328,9 @@ class GramConfig:
 
     def __post_init__(self) -> None:
         where = type(self).__name__
-        if self.target_epsilon is not None:
-            check_budget(self.target_epsilon, None, 2, where)  # type and sign; delta checked at fit
-        if self.target_delta is not None:
-            dlt = check_float("target_delta", self.target_delta, 0.0, 1.0, where)
-            if not 0.0 < dlt < 1.0:
-                raise ConfigError(
-                    f"The 'target_delta' parameter of {where} must be a number in (0, 1). Got {dlt} instead."
-                )
-        if self.max_items_per_user is None:
-            if self.private:
-                raise ConfigError(
-                    f"The 'max_items_per_user' parameter of {where} must be an int in [1, 100000] "
-                    f"when target_epsilon is finite: it bounds each shopper's contribution. Got None."
-                )
-        else:
-            check_int("max_items_per_user", self.max_items_per_user, 1, 100_000, where)
+        check_release_settings(self, where)
         check_float("diag_weight", self.diag_weight, 1e-3, 1e3, where)
         check_float("min_count", self.min_count, 0.0, 1e12, where)
-        if self.max_modelled is not None:
-            check_int("max_modelled", self.max_modelled, 1, 200_000, where)
         check_choice("denoise", self.denoise, DENOISE, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
         check_choice("sampler", self.sampler, SAMPLERS, where)

@@ -36,10 +36,12 @@ from shoprec.evaluate.protocol import evaluate
 from shoprec.privacy.accountant import check_budget, plan_dp_sgd
 from shoprec.privacy.mia import mia_on_split, split_members
 
-PRIVATE_MODELS = ("dp-mf", "dp-transformer", "dp-ease", "dp-item-knn")
+PRIVATE_MODELS = ("dp-mf", "dp-transformer", "dp-ease", "dp-item-knn", "dp-als")
 GRAM_MODELS = ("dp-ease", "dp-item-knn")
 """Private models whose budget is spent by one release of the item-item Gram (`privacy.gram`)."""
-DEFAULT_MODELS = PRIVATE_MODELS
+RELEASE_MODELS = (*GRAM_MODELS, "dp-als")
+"""Private models that release item-side statistics with the Gaussian mechanism (no DP-SGD)."""
+DEFAULT_MODELS = ("dp-mf", "dp-transformer", "dp-ease", "dp-item-knn")
 DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -47,23 +49,30 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "dp-transformer": {"d": 32, "n_layers": 2, "max_len": 50, "epochs": 5, "batch_size": 512, "lr": 3e-3},
     "dp-ease": {"max_items_per_user": 25, "denoise": "psd", "noise_l2": 0.5, "l2": 500.0, "max_modelled": 5000},
     "dp-item-knn": {"max_items_per_user": 25, "denoise": "psd", "max_modelled": 5000},
+    "dp-als": {"factors": 16, "iterations": 3, "alpha": 0.2, "l2": 10.0, "max_items_per_user": 10,
+               "max_modelled": 2000},
 }
 """What the private runs train with unless told otherwise (few, large Poisson batches: the
 noise per step is spread over many shoppers; sized for a 2-core CPU, see docs/privacy.md).
 The Gram models' settings were chosen on ML-1M's validation items (never the test items) at
 epsilon 8 and 2 and are used unchanged on every dataset; max_modelled bounds the dense
-eigendecomposition to 5,000 items (compute, not accuracy)."""
+eigendecomposition to 5,000 items (compute, not accuracy). dp-als's were chosen the same way
+(benchmarks/results/privacy-als-validation.log): the best mean over noise seeds 1-3 of
+epsilon 8 and 2 among the three best single-seed settings at epsilon 8."""
 
 REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
     "dp-mf": {"factors": 64, "epochs": 20, "batch_size": 512, "lr": 1e-2},
     "dp-transformer": {"d": 32, "n_layers": 2, "max_len": 50, "epochs": 20, "batch_size": 128, "lr": 1e-3},
     "dp-ease": {"max_items_per_user": None, "max_modelled": None, "l2": 500.0},
     "dp-item-knn": {"max_items_per_user": None, "max_modelled": None},
+    "dp-als": {"factors": 64, "iterations": 10, "alpha": 1.0, "l2": 1.0, "max_items_per_user": None,
+               "max_modelled": None, "unit_shoppers": False},
 }
 """The non-private reference (epsilon = inf) is the model at its own best settings found here,
 not the private settings without noise: small batches and more steps, which DP cannot afford.
 For the Gram models it is the plain model on every item of every shopper (dp-ease: EASE,
-dp-item-knn: ItemKNN, same scores), without the cap or the denoising the private runs use."""
+dp-item-knn: ItemKNN, same scores), without the cap or the denoising the private runs use; for
+dp-als, implicit ALS on every item at its best validation settings."""
 
 
 def parse_epsilons(text: str) -> tuple[float, ...]:
@@ -120,7 +129,7 @@ def check_budgets(data_users: int, settings: ReportSettings) -> None:
     for model in settings.models:
         params = settings.params_for(model)
         for eps in settings.epsilons:
-            if math.isfinite(eps) and model in GRAM_MODELS:
+            if math.isfinite(eps) and model in RELEASE_MODELS:
                 check_budget(eps, settings.delta, data_users, model)
             elif math.isfinite(eps):
                 plan_dp_sgd(
@@ -418,6 +427,7 @@ __all__ = [
     "GRAM_MODELS",
     "PRIVATE_MODELS",
     "REFERENCE_PARAMS",
+    "RELEASE_MODELS",
     "ReportSettings",
     "add_shares",
     "check_budgets",

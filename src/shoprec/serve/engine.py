@@ -260,6 +260,7 @@ class ServingEngine:
         space: str | None = None,
         rng: np.random.Generator | None = None,
         now: float | None = None,
+        arrived: float | None = None,
     ) -> Served:
         """A slate of up to k for a history (item ids and event types, oldest first), filtered,
         explored and explained.
@@ -267,6 +268,8 @@ class ServingEngine:
         exploration: an override of the exploration weight in [0, 1] (None: the weight rule's).
         state, space: the shopper's stored exploration state and the feature space it lives in
         (None: a prior from the history; a state from another space restarts from its prior).
+        arrived: when the request arrived on `self.load`'s clock (the latency budget counts the
+        time since).
         """
         view = self._require_model()
         cat = self._catalogue
@@ -274,7 +277,7 @@ class ServingEngine:
         rng = rng or np.random.default_rng()
         now = time.time() if now is None else now
 
-        with self.load.request(self.latency_budget_ms) as ticket:
+        with self.load.request(self.latency_budget_ms, arrived=arrived) as ticket:
             position = view.position
             hist_idx = np.fromiter((position.get(i, -1) for i in items), dtype=np.int64, count=len(items))
             known = hist_idx >= 0

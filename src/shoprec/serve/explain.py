@@ -154,6 +154,7 @@ MODEL_WORDS = {
     "dp-ease": "an item-to-item model (EASE) fitted to co-purchase counts released with differential privacy",
     "dp-item-knn": "item-to-item similarity from co-purchase counts released with differential privacy",
     "dp-pop": "what sells most, counted with differential privacy",
+    "dp-als": "taste factors whose product side is learned with differential privacy, yours from your own history",
 }
 
 

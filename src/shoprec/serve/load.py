@@ -20,9 +20,15 @@ class Ticket:
 
 
 class LoadGauge:
-    """Requests in flight and EWMAs of a request's compute time on the model path: what the
-    latency budget decision reads. The expected time of a new request is that cost times the
-    requests in flight with it (their Python work holds one interpreter, so they queue).
+    """Requests in flight and EWMAs of a request's compute time on the model path and on the
+    quick (embedding) path: what the latency budget decision reads. The expected time of a
+    new request on a path is the time it has already waited for a slate thread plus that
+    path's cost times the requests in flight with it (their Python work holds one
+    interpreter, so they share it). A request is degraded only when the model path would miss
+    the budget and the quick path would meet it: when both miss (a long queue), the quick
+    path would cost accuracy and still be late. Measured at 100,000 items the quick path saves
+    only the model's encoding, about a sixth of a request's work (the rest is the service's
+    own), and loses most of the accuracy (benchmarks/replay.py).
 
     Only model-path requests measure the model path's cost, so a gauge that degraded every
     request would never learn that the cost fell again (after a slow first request, a burst, a
@@ -38,6 +44,7 @@ class LoadGauge:
         self.in_flight = 0
         self.model_ms = 0.0
         self.request_ms = 0.0
+        self.quick_ms = 0.0  # 0 until a degraded request has measured it
         self.served = {"model": 0, "embedding": 0, "popularity": 0}
         self._clock, self._cpu_clock = clock, cpu_clock
         self._last_model_path = clock()
@@ -56,16 +63,23 @@ class LoadGauge:
         with self._lock:
             self.model_ms = ms if self.model_ms == 0 else (1 - self.smoothing) * self.model_ms + self.smoothing * ms
 
+    def now(self) -> float:
+        """The gauge's clock (seconds): what `request(arrived=...)` takes."""
+        return self._clock()
+
     @contextmanager
-    def request(self, budget_ms: float = 0.0):
+    def request(self, budget_ms: float = 0.0, arrived: float | None = None):
         """Count a request in flight; yields its `Ticket`: `degrade` when its expected
-        milliseconds on the model path, under the current load, exceed `budget_ms` (0: never),
-        unless a probe of the model path is due. The caller says which path it took with
+        milliseconds on the model path (waited since `arrived`, a `now()` reading, plus its cost
+        under the current load) exceed `budget_ms` (0: never) and those on the quick path do
+        not, unless a probe of the model path is due. The caller says which path it took with
         `served_by(path, ticket)`."""
         with self._lock:
             self.in_flight += 1
             now = self._clock()
-            degrade = bool(budget_ms) and self.request_ms * self.in_flight > budget_ms
+            waited_ms = 0.0 if arrived is None else max(now - arrived, 0.0) * 1000.0
+            degrade = (bool(budget_ms) and waited_ms + self.request_ms * self.in_flight > budget_ms
+                       and waited_ms + self.quick_ms * self.in_flight <= budget_ms)
             if degrade and now - self._last_model_path >= self.probe_every_s:
                 degrade = False  # this one re-measures the model path
             if not degrade:
@@ -78,6 +92,8 @@ class LoadGauge:
             ms = (self._cpu_clock() - t0) * 1000.0
             with self._lock:
                 self.in_flight -= 1
-                if ticket.path == "model":  # only model-path requests teach the cost
-                    a = self.smoothing
+                a = self.smoothing
+                if ticket.path == "model":  # only model-path requests teach the model's cost
                     self.request_ms = ms if self.request_ms == 0 else (1 - a) * self.request_ms + a * ms
+                elif ticket.path == "embedding":
+                    self.quick_ms = ms if self.quick_ms == 0 else (1 - a) * self.quick_ms + a * ms

@@ -11,10 +11,13 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -30,6 +33,8 @@ from shoprec.serve.storage import Store
 __all__ = ["Admin", "AnyReader", "DashboardReader", "Ingester", "KeyHolder", "MeIngester", "MeReader", "Metrics", "Reader", "Service", "ServiceDep", "ShopperIngester",
            "ShopperReader", "bound_shopper", "credential", "get_service", "reject_unknown_query", "require",
            "unauthorized"]
+
+T = TypeVar("T")
 
 EXPERIMENT_REFRESH_S = 5.0  # how stale a worker's view of the running experiment may be
 
@@ -76,6 +81,15 @@ class Service:
     learner: Any = None  # the online learning worker (`shoprec.serve.online.OnlineLearner`)
     _catalogue_lock: threading.Lock = field(default_factory=threading.Lock)
     _experiment_cache: tuple[float, dict[str, Any] | None] | None = None
+    _slate_limiter: anyio.CapacityLimiter | None = None
+
+    async def run_slate(self, work: Callable[[float], T]) -> T:
+        """Run a slate's blocking work on one of `settings.slate_threads` threads (others wait
+        their turn); `work` gets the moment the request arrived on the load gauge's clock, so
+        that the latency budget counts the time it waited."""
+        if self._slate_limiter is None:  # made in the running event loop, on first use
+            self._slate_limiter = anyio.CapacityLimiter(self.settings.slate_threads)
+        return await anyio.to_thread.run_sync(work, self.engine.load.now(), limiter=self._slate_limiter)
 
     def refresh_catalogue(self) -> None:
         """Re-read the catalogue into the engine (after a write); items the served model does not

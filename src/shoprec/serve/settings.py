@@ -56,7 +56,8 @@ class ServeSettings:
     epsilon: the fixed rule's exploration probability per budget slot.
     explore_budget: most exploratory slots in a slate.
     latency_budget_ms: a request whose model path would take longer than this under the current
-        load is served from the cheaper embedding path, and says so (0: never).
+        load (its wait for a slate thread included) is served from the cheaper embedding path,
+        and says so, when that path would meet it (0: never).
     retrain_every_s: seconds between the online learning job's runs (0: only on request, through
         `POST /v1/model/retrain` or `shoprec retrain`).
     retrain_min_events: new events a run needs before it fine-tunes.
@@ -76,6 +77,11 @@ class ServeSettings:
         A check against DNS rebinding: a web page cannot reach a loopback service through a
         name it controls.
     max_in_flight: requests handled at once; more get 503 with Retry-After (backpressure).
+    slate_threads: threads that compute slates in one worker process; more slate requests wait
+        for one (and the latency budget counts them as load). A slate is mostly Python and
+        holds the interpreter lock, so more threads only add contention: measured at 16
+        clients on 2 cores, one thread served 80 slates/s, two 85 and forty 70 (benchmarks/load.py).
+        Other requests keep their own threads. Scale out with `shoprec serve --workers N`.
     request_timeout_s: a request's head and body must arrive within this many seconds of the
         connection opening (or of the previous response), else the connection is closed.
     idle_timeout_s: a keep-alive connection with no request for this long is closed.
@@ -115,6 +121,7 @@ class ServeSettings:
     unknown_items: str = "count"
     allowed_hosts: str = ""
     max_in_flight: int = 256
+    slate_threads: int = 2
     request_timeout_s: float = 10.0
     idle_timeout_s: float = 5.0
     token_ttl_s: int = 3600
@@ -153,6 +160,7 @@ class ServeSettings:
         check_choice("sqlite_synchronous", self.sqlite_synchronous, ("NORMAL", "FULL"), where)
         check_choice("unknown_items", self.unknown_items, ("count", "reject"), where)
         check_int("max_in_flight", self.max_in_flight, 1, 1_000_000, where)
+        check_int("slate_threads", self.slate_threads, 1, 256, where)
         check_float("request_timeout_s", self.request_timeout_s, 0.1, 3600.0, where)
         check_float("idle_timeout_s", self.idle_timeout_s, 0.1, 3600.0, where)
         check_int("token_ttl_s", self.token_ttl_s, 60, 7 * 24 * 3600, where)

@@ -56,8 +56,8 @@ def _explanation(r: Recommendation, history_visible: bool) -> ExplanationOut:
 
 @router.post("/recommendations", response_model=RecommendationResponse, summary="Recommend items",
              responses=error_responses(404, 503))
-def recommend(req: RecommendationRequest, service: ServiceDep,
-              principal: ShopperReader) -> RecommendationResponse:
+async def recommend(req: RecommendationRequest, service: ServiceDep,
+                    principal: ShopperReader) -> RecommendationResponse:
     """Top-k items with an explanation each, from the shopper's history as stored right now
     (so an event ingested a moment ago already counts) or from the session given inline.
 
@@ -70,22 +70,26 @@ def recommend(req: RecommendationRequest, service: ServiceDep,
     admin key or a key with the `history` role; other read keys get the same slate with
     explanations that cite no history item. A category filter matches case-insensitively; a
     filter naming no known category is a 404 that lists some known ones."""
-    names = bound_shopper(service, principal, req.shopper_id) if req.shopper_id is not None else None
-    return slate(service, principal, req, names, req.session)
+    def work(arrived: float) -> RecommendationResponse:
+        names = bound_shopper(service, principal, req.shopper_id) if req.shopper_id is not None else None
+        return slate(service, principal, req, names, req.session, arrived)
+
+    return await service.run_slate(work)
 
 
 @router.post("/me/recommendations", response_model=RecommendationResponse, responses=error_responses(404, 503),
              summary="Recommend items to the shopper a token is bound to")
-def my_recommendations(req: SlateOptions, service: ServiceDep, principal: MeReader) -> RecommendationResponse:
+async def my_recommendations(req: SlateOptions, service: ServiceDep, principal: MeReader) -> RecommendationResponse:
     """What `POST /v1/recommendations` returns for a known shopper, for the shopper the bearer
     token is bound to (a browser or app holds the token; it never names a shopper id)."""
-    return slate(service, principal, req, [principal.shopper], None)
+    return await service.run_slate(lambda arrived: slate(service, principal, req, [principal.shopper], None, arrived))
 
 
 def slate(service: Service, principal: Principal, req: SlateOptions, names: list[str] | None,
-          session) -> RecommendationResponse:
+          session, arrived: float | None = None) -> RecommendationResponse:
     """One slate for a stored shopper (`names`: their pseudonyms, current key first) or an
-    anonymous session, logged as impressions."""
+    anonymous session, logged as impressions. arrived: when the request arrived (the engine's
+    load clock), for the latency budget."""
     check_k(service, req.k)
     settings = service.settings
     shopper = None
@@ -118,7 +122,7 @@ def slate(service: Service, principal: Principal, req: SlateOptions, names: list
         max_price=f.max_price if f else None,
         exploration=exploration,
         diversity=settings.diversity if req.diversity is None else req.diversity,
-        state=state, space=space,
+        state=state, space=space, arrived=arrived,
     )
     recs = served.items
     view = service.engine.model_view
