@@ -96,3 +96,17 @@ def test_a_private_run_needs_a_contribution_bound(tiny_shop):
         DPALS(target_epsilon=8.0, max_items_per_user=None).fit(tiny_shop)
     with pytest.raises(ConfigError, match="item_gramian"):
         DPALS(item_gramian="exact").fit(tiny_shop)
+
+
+def test_norm_power_one_ranks_by_the_cosine_with_the_released_factors(tiny_shop):
+    params = dict(factors=4, iterations=2, l2=1.0, max_items_per_user=3, target_epsilon=8.0, target_delta=1e-3,
+                  max_modelled=None, seed=0)
+    dot = DPALS(**params).fit(tiny_shop)
+    cosine = DPALS(**params, norm_power=1.0).fit(tiny_shop)
+    np.testing.assert_array_equal(dot.item_factors_, cosine.item_factors_)  # the same release
+    history = tiny_shop.matrix(binary=True)[:1]
+    u = shopper_factors(history, dot.item_factors_, dot.config_.alpha, dot.config_.l2, clip=True)
+    v = dot.item_factors_.astype(np.float64)
+    expected = (u @ (v / np.linalg.norm(v, axis=1, keepdims=True)).T)[0]
+    got = cosine.score_users(np.array([0]))[0]
+    np.testing.assert_array_equal(np.argsort(-got, kind="stable"), np.argsort(-expected, kind="stable"))

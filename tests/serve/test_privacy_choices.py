@@ -166,14 +166,16 @@ def test_the_database_file_is_readable_by_its_owner_only(settings):
     store.dispose()
 
 
-def test_a_service_for_private_models_only_serves_a_private_gram_model(make_client, tiny_shop):
+@pytest.mark.parametrize("name", ["dp-ease", "dp-als"])
+def test_a_service_for_private_models_only_serves_a_private_release_model(make_client, tiny_shop, name):
     from shoprec.models.registry import make_model
 
-    model = make_model("dp-ease", target_epsilon=8.0, target_delta=1e-3).fit(tiny_shop)
+    model = make_model(name, target_epsilon=8.0, target_delta=1e-3).fit(tiny_shop)
     client = make_client(private_models_only=True, model=model)
     status = client.get("/v1/model", headers=ADMIN).json()
-    assert status["name"] == "dp-ease" and "differential privacy" in status["summary"]
+    assert status["name"] == name and "differential privacy" in status["summary"]
     assert recommend(client, shopper_id="u1")["items"]
+    assert recommend(client, session=[{"item_id": "i2", "event": "view"}])["items"]  # a new session too
 
 
 def test_erasure_removes_the_shopper_from_a_model_served_from_memory(make_client, tiny_shop, pseudonymizer):
