@@ -99,8 +99,8 @@ def test_a_private_run_needs_a_contribution_bound(tiny_shop):
 
 
 def test_norm_power_one_ranks_by_the_cosine_with_the_released_factors(tiny_shop):
-    params = dict(factors=4, iterations=2, l2=1.0, max_items_per_user=3, target_epsilon=8.0, target_delta=1e-3,
-                  max_modelled=None, seed=0)
+    params = {"factors": 4, "iterations": 2, "l2": 1.0, "max_items_per_user": 3, "target_epsilon": 8.0,
+              "target_delta": 1e-3, "max_modelled": None, "seed": 0}
     dot = DPALS(**params).fit(tiny_shop)
     cosine = DPALS(**params, norm_power=1.0).fit(tiny_shop)
     np.testing.assert_array_equal(dot.item_factors_, cosine.item_factors_)  # the same release
