@@ -1,6 +1,6 @@
 """Data-parallel training on this machine: torchrun with 2 processes against 1 process, same data.
 
-    python benchmarks/ddp.py [--dataset ml-1m] [--epochs 2] [--max-len 200] [--json FILE]
+    python benchmarks/ddp.py [--dataset ml-1m] [--epochs 2] [--max-len 200] [--sparse] [--json FILE]
 
 Three runs of the ordinary `shoprec train` command (the Transformer, SASRec+ settings at d 64,
 dropout 0 so that every run does exactly the same arithmetic up to float summation order, no
@@ -10,6 +10,9 @@ validation), one after the other, each in its own process(es):
 - one process, two threads (torch's intra-op parallelism over both cores);
 - `torchrun --nproc_per_node=2`, one thread each (gloo; each rank computes half of every global
   batch and DDP averages the gradients, so the update is the one-process update).
+
+--sparse trains with a sampled softmax (512 negatives) and sparse item-table updates
+(`sparse_item_grads`): DDP then all-reduces sparse gradients.
 
 Prints seconds per epoch (the last epoch: the first carries start-up), the per-epoch losses, the
 ratios against one process with two threads, and the largest loss difference against the
@@ -58,11 +61,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dataset", default="ml-1m")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-len", type=int, default=200)
+    p.add_argument("--sparse", action="store_true", help="sampled softmax with sparse item-table updates")
     p.add_argument("--json")
     args = p.parse_args(argv)
     data, fmt = dataset_path(args.dataset)
     params = {"d": 64, "n_layers": 2, "n_heads": 1, "max_len": args.max_len, "dropout": 0.0,
               "batch_size": 128, "lr": 1e-3, "epochs": args.epochs, "seed": 0}
+    if args.sparse:
+        params.update(loss="sampled", n_negatives=512, sparse_item_grads=True)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (threads, nproc) in enumerate(((1, 1), (2, 1), (1, 2))):

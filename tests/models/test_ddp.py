@@ -77,6 +77,22 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
             np.testing.assert_allclose(w2, w1, rtol=1e-3, atol=1e-5, err_msg=key)
 
 
+def test_two_processes_with_sparse_item_updates_train_the_same_model_as_one(tmp_path):
+    # DDP all-reduces the item table's sparse gradients (gloo); every rank draws the same
+    # negatives (same seed, same draws), so the sampled loss is the single process's too.
+    data = tmp_path / "seq.txt"
+    _write_sequences(data)
+    params = {**PARAMS, "loss": "sampled", "n_negatives": 8, "sparse_item_grads": True}
+    log2, model2 = _torchrun(data, tmp_path / "two", 2, params)
+    assert log2["world_size"] == 2
+    dataset = load(data, "sequence").dataset()
+    single = make_model("transformer", device="cpu", **params).fit(dataset)
+    np.testing.assert_allclose([e["loss"] for e in log2["training_log"]],
+                               [e["loss"] for e in single.training_log], rtol=1e-5)
+    users = np.arange(dataset.n_users)
+    np.testing.assert_allclose(model2.score_users(users), single.score_users(users), rtol=1e-3, atol=1e-4)
+
+
 def test_a_batch_size_that_does_not_split_over_the_processes_is_refused(tiny_shop, monkeypatch):
     from shoprec.errors import ConfigError
     from shoprec.models.neural import loop

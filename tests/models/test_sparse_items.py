@@ -66,7 +66,7 @@ def test_a_step_moves_only_the_rows_the_batch_touched(synthetic_shop):
     model = transformer(epochs=0, **SPARSE).fit(synthetic_shop)
     net, n_items = model.net_, synthetic_shop.n_items
     net.train()
-    optimizer = make_optimizer(net, model.config_, world_size=1)
+    optimizer = make_optimizer(net, model.config_)
     assert isinstance(optimizer, ItemSparseAdam)
     before = net.item_emb.weight.detach().clone()
     negatives = torch.tensor([3, 17, 60])
@@ -110,12 +110,10 @@ def test_settings_that_cannot_work_are_refused_by_name(params, match):
         TransformerConfig(**params)
 
 
-def test_a_model_without_sparse_item_tables_and_data_parallel_runs_refuse_it(tiny_shop):
+def test_a_model_without_sparse_item_tables_refuses_it(tiny_shop):
     with pytest.raises(ConfigError, match="not supported by"):
         Caser(d=8, window=2, n_h=2, epochs=1, device="cpu", **SPARSE).fit(tiny_shop)
-    model = transformer(epochs=0, **SPARSE).fit(tiny_shop)
-    with pytest.raises(ConfigError, match="torchrun"):
-        make_optimizer(model.net_, model.config_, world_size=2)
+    # Under torchrun the sparse gradients are all-reduced by DDP: tests/models/test_ddp.py.
 
 
 # ---- the time budget inside an epoch --------------------------------------------------------

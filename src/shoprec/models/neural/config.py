@@ -51,8 +51,9 @@ class TrainingConfig:
             batch touched (its inputs, targets and negatives), not the whole table. At a million
             items it trained 40,015 targets a second against the dense table's 1,341
             (benchmarks/sparse_items.py). Lazy Adam differs from Adam in that an untouched
-            row's moments do not decay. Needs weight_decay 0 and a single process; models
-            without sparse item tables refuse it.
+            row's moments do not decay. Needs weight_decay 0; under torchrun DDP all-reduces
+            the sparse gradients (tested on CPU with gloo); models without sparse item tables
+            refuse it.
         patience: validation checks without improvement before stopping (when fit gets valid).
         eval_every: epochs between validation checks.
         valid_users: check validation NDCG@10 on a seeded sample of this many users (None: all).

@@ -130,7 +130,7 @@ def train_next_item(
     if len(users) == 0:
         return TrainingRun(ran=False)
     lengths = store_lengths[users]
-    optimizer = make_optimizer(net, config, world_size)
+    optimizer = make_optimizer(net, config)
     model = net
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -142,6 +142,7 @@ def train_next_item(
     sampler_p = log_q = None
     if config.loss == "sampled":
         sampler_p, log_q = negative_sampler(item_counts, config.negative_sampling, device)
+        negative_rng = torch.Generator(device=device)
     stopper = EarlyStopping(config.patience)
     start_epoch, history = 0, run.history
     ckpt_dir = config.checkpoint_dir
@@ -191,7 +192,13 @@ def train_next_item(
             n_global = float(all_reduce_sum(n_local.clone()).item())
             negatives = None
             if sampler_p is not None:
-                negatives = torch.multinomial(sampler_p, config.n_negatives, replacement=True)
+                # Drawn from a generator seeded by (seed, epoch, step), not the global RNG (which
+                # differs by rank, for dropout): every rank shares the step's negatives, so
+                # data-parallel training computes the single process's update.
+                step_seed = np.random.SeedSequence([config.seed, epoch, done]).generate_state(1)[0]
+                negative_rng.manual_seed(int(step_seed))
+                negatives = torch.multinomial(sampler_p, config.n_negatives, replacement=True,
+                                              generator=negative_rng)
             optimizer.zero_grad(set_to_none=True)
             groups = _length_groups(rows, store_lengths, config.length_groups)
             for g, group in enumerate(groups):

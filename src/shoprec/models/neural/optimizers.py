@@ -48,7 +48,7 @@ class ItemSparseAdam:
             self.others.load_state_dict(state["others"])
 
 
-def make_optimizer(net: nn.Module, config: TrainingConfig, world_size: int) -> torch.optim.Optimizer | ItemSparseAdam:
+def make_optimizer(net: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer | ItemSparseAdam:
     """Adam over the network, or `ItemSparseAdam` when config.sparse_item_grads (the network
     must declare `sparse_item_grads = True`, i.e. emit sparse gradients for its item tables)."""
     if not config.sparse_item_grads:
@@ -57,11 +57,6 @@ def make_optimizer(net: nn.Module, config: TrainingConfig, world_size: int) -> t
         raise ConfigError(
             f"The 'sparse_item_grads' parameter is not supported by {type(net).__name__}: its item "
             "tables do not emit sparse gradients. Set sparse_item_grads=False."
-        )
-    if world_size > 1:
-        raise ConfigError(
-            "The 'sparse_item_grads' parameter is not supported under torchrun yet (DDP would have to "
-            "all-reduce sparse gradients). Set sparse_item_grads=False for data-parallel training."
         )
     item_params = [param for param, _ in net.item_tables()]
     ids = {id(p) for p in item_params}
