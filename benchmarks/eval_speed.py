@@ -5,7 +5,7 @@
 Loads the SASRec copy of ML-1M (6,040 users, 3,416 items), splits it leave-one-out, fits
 Popularity and times, for every test user with full ranking over all items:
 
-* shoprec: `evaluate` (blockwise scores, -inf mask, argpartition top-K);
+* shoprec: `evaluate` (blockwise scores, -inf mask, torch top-K selection);
 * naive: the whole users x items score matrix at once, a dense seen mask, and a full
   `argsort` of every row (stable, so it follows the same tie rule).
 

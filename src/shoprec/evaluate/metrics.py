@@ -41,6 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from shoprec.errors import ConfigError
 
@@ -55,8 +56,9 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
     Items scored ``-inf`` (already seen, or excluded by the model) are never recommended: a row
     with fewer than k finite-or-+inf scores is padded with ``-1`` at the end. Only the k winners
-    are sorted (``argpartition`` first), and ties at the cut are resolved by index, so the result
-    does not depend on how `argpartition` happened to break them. `scores` must hold no NaN.
+    are sorted (``torch.topk`` selects them first), and ties at the cut are resolved by index, so
+    the result does not depend on how the selection happened to break them. `scores` must hold
+    no NaN.
 
     Returns an int64 array of shape (n_rows, k); k may exceed the number of columns.
     """
@@ -69,18 +71,22 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if n_rows == 0 or kk == 0:
         return out
     if kk < n_items:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        rows = np.arange(n_rows)[:, None]
-        cut = scores[rows, part].min(axis=1)  # the k-th largest score of each row
-        n_above = (scores > cut[:, None]).sum(axis=1)
-        n_at = (scores == cut[:, None]).sum(axis=1)
-        # Rows where more items tie at the cut than fit: keep the lowest indices among them.
-        fix = np.flatnonzero(n_above + n_at > kk)
+        # torch's top-k selection: with the tie check, 6.5x faster than np.argpartition on the
+        # negated scores at a million items (1.5 s against 10.0 s for 1,024 rows) and 3.5x at
+        # 100,000 (benchmarks/topk_speed.py).
+        values = scores if scores.dtype in (np.float32, np.float64) else scores.astype(np.float64)
+        best, part = torch.topk(torch.from_numpy(np.ascontiguousarray(values)), kk, dim=1, sorted=False)
+        part = part.numpy()
+        cut = best.numpy().min(axis=1)  # the k-th largest score of each row
+        # Rows with more items at or above the cut than fit tie at the cut: keep the lowest
+        # indices among the tied ones.
+        fix = np.flatnonzero(np.count_nonzero(scores >= cut[:, None], axis=1) > kk)
         if fix.size:
             s = scores[fix]
+            n_above = np.count_nonzero(s > cut[fix, None], axis=1)
             at = s == cut[fix, None]
             keep = (s > cut[fix, None]) | (
-                at & (np.cumsum(at, axis=1) <= (kk - n_above[fix])[:, None])
+                at & (np.cumsum(at, axis=1) <= (kk - n_above)[:, None])
             )
             part[fix] = np.nonzero(keep)[1].reshape(fix.size, kk)
     else:

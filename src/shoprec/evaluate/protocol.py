@@ -2,8 +2,8 @@
 
 Full ranking (the default). Every evaluated user's scores over all items are computed block by
 block (`block_size` users at a time, never a full users x items matrix), the items in the
-history the model conditions on are set to -inf, and the top max(k) items are taken with
-`argpartition` and then sorted. Metrics come from those lists (definitions in
+history the model conditions on are set to -inf, and the top max(k) items are selected with
+`torch.topk` and then sorted. Metrics come from those lists (definitions in
 `shoprec.evaluate.metrics`).
 
 Tie policy. A list orders items by score descending, then by item index ascending, and every
