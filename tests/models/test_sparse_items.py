@@ -127,3 +127,22 @@ def test_an_epoch_that_outlasts_the_budget_stops_after_the_batch_that_spent_it(s
     assert model.stopped_by_ == "max_seconds"
     assert 0 < entry["share_of_epoch"] < 1
     assert entry["targets"] > 0 and "valid_ndcg" in entry  # the partial epoch is still checked
+
+
+def test_every_partial_fit_run_draws_its_own_negatives(tiny_shop, monkeypatch):
+    import shoprec.models.neural.loop as loop
+
+    drawn: list[list[int]] = []
+    real = torch.multinomial
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        drawn.append(out.tolist())
+        return out
+
+    model = transformer(loss="sampled", n_negatives=4, epochs=1, batch_size=64).fit(tiny_shop)
+    new = _new_events(tiny_shop, [("u1", "i2", "view", 10), ("u1", "i5", "view", 11)])
+    monkeypatch.setattr(loop.torch, "multinomial", recording)
+    model.partial_fit(new, epochs=1)
+    model.partial_fit(new, epochs=1)
+    assert len(drawn) == 2 and drawn[0] != drawn[1]  # one step each, different streams

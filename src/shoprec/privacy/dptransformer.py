@@ -191,7 +191,8 @@ class DPTransformer(TransformerRecommender):
         # Exact item counts are a non-private statistic of the training data: not kept.
         self.item_counts_ = np.zeros_like(self.item_counts_)
 
-    def _train(self, store, validation, epochs: int, resume: bool, users: np.ndarray | None = None) -> TrainingRun:
+    def _train(self, store, validation, epochs: int, resume: bool, users: np.ndarray | None = None,
+               negative_stream: int = 0) -> TrainingRun:  # DP-SGD here draws no negatives
         cfg, net, device = self.config_, self.net_, self.device_
         users = np.flatnonzero(store.lengths() >= 2) if users is None else users
         items = torch.as_tensor(store.items[users], dtype=torch.long, device=device)

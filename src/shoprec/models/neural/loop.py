@@ -110,6 +110,7 @@ def train_next_item(
     users: np.ndarray | None = None,
     validation: Validation | None = None,
     report: Callable[[dict[str, Any]], None] | None = None,
+    negative_stream: int = 0,
 ) -> TrainingRun:
     """Train `net` to predict each next item of the users' sequences in `store`.
 
@@ -192,10 +193,11 @@ def train_next_item(
             n_global = float(all_reduce_sum(n_local.clone()).item())
             negatives = None
             if sampler_p is not None:
-                # Drawn from a generator seeded by (seed, epoch, step), not the global RNG (which
-                # differs by rank, for dropout): every rank shares the step's negatives, so
-                # data-parallel training computes the single process's update.
-                step_seed = np.random.SeedSequence([config.seed, epoch, done]).generate_state(1)[0]
+                # Drawn from a generator seeded by (seed, stream, epoch, step), not the global RNG
+                # (which differs by rank, for dropout): every rank shares the step's negatives, so
+                # data-parallel training computes the single process's update. Each partial_fit
+                # run is its own stream.
+                step_seed = np.random.SeedSequence([config.seed, negative_stream, epoch, done]).generate_state(1)[0]
                 negative_rng.manual_seed(int(step_seed))
                 negatives = torch.multinomial(sampler_p, config.n_negatives, replacement=True,
                                               generator=negative_rng)

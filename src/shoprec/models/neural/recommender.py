@@ -110,12 +110,13 @@ class NeuralSequenceRecommender(Recommender):
         self.store_ = store.without_first_column()
 
     def _train(self, store: SequenceStore, validation: Validation | None, epochs: int, resume: bool,
-               users: np.ndarray | None = None) -> TrainingRun:
-        """Train the network on `store` (width max_len + 1); subclasses may train otherwise."""
+               users: np.ndarray | None = None, negative_stream: int = 0) -> TrainingRun:
+        """Train the network on `store` (width max_len + 1); subclasses may train otherwise.
+        negative_stream: which seeded stream the sampled negatives come from (one per run)."""
         return train_next_item(
             self.net_, store, self.config_, self.device_, name=self.name, item_counts=self.item_counts_,
             n_time_buckets=self._n_time_buckets(), epochs=epochs, resume=resume, users=users,
-            validation=validation, report=self.progress,
+            validation=validation, report=self.progress, negative_stream=negative_stream,
         )
 
     def _remember_run(self, run: TrainingRun, append: bool = False) -> None:
@@ -252,7 +253,9 @@ class NeuralSequenceRecommender(Recommender):
             store = self.store_.widened().appended(new_data, user_map, len(users), width)
             self.users_ = users
             trainable = touched[(store.items[touched] > 0).sum(axis=1) >= 2]
-            self._remember_run(self._train(store, None, epochs, resume=False, users=trainable), append=True)
+            run = self._train(store, None, epochs, resume=False, users=trainable,
+                              negative_stream=1 + len(getattr(self, "history_", [])))
+            self._remember_run(run, append=True)
         self.store_ = store.without_first_column()
         seen_new = sp.csr_matrix(
             (np.ones(len(new_data), np.float32), (user_map[new_data.user_idx], new_data.item_idx)),
