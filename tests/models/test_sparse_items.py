@@ -130,7 +130,7 @@ def test_an_epoch_that_outlasts_the_budget_stops_after_the_batch_that_spent_it(s
 
 
 def test_every_partial_fit_run_draws_its_own_negatives(tiny_shop, monkeypatch):
-    import shoprec.models.neural.loop as loop
+    from shoprec.models.neural import loop
 
     drawn: list[list[int]] = []
     real = torch.multinomial
