@@ -1,6 +1,7 @@
 """Top-k selection of the evaluator (`shoprec.evaluate.metrics.top_k`) against np.argpartition.
 
     python benchmarks/topk_speed.py [--rows 1024] [--items 10000,100000,1000000] [--json FILE]
+                                    [--validation 5000]
 
 For each catalogue width, a block of `rows` users' float32 scores (normal noise, the first 50
 items of every row at -inf as if seen) is ranked to the top 10 by `top_k` (torch's top-k
@@ -8,6 +9,10 @@ selection, then the tie rule) and by the same tie rule after np.argpartition of 
 scores (what `top_k` did before), in this process; both must return the same items. Prints the
 best of three timings of each and their ratio. Block scoring and ranking are what full-ranking
 evaluation and the training loop's validation spend their time on at a million items.
+
+--validation N also times what the training loop's validation does at the widest size:
+`evaluate_scores` for N shoppers with 10 history events each, scored by a dot product of
+random 64-d shopper and item vectors (the Transformer's output layer), once with each selection.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json
 
+from shoprec.evaluate import metrics
 from shoprec.evaluate.metrics import top_k
 
 
@@ -59,6 +65,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1024)
     p.add_argument("--items", default="10000,100000,1000000")
+    p.add_argument("--validation", type=int, default=0, help="also time evaluate_scores for this many shoppers")
     p.add_argument("--json")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -74,9 +81,52 @@ def main(argv: list[str]) -> int:
                         "argpartition_s": round(old_s, 4), "speedup": round(old_s / new_s, 1)})
         print(f"{n_items:>9,} items x {args.rows} rows: top_k {new_s:.3f} s, argpartition {old_s:.3f} s, "
               f"{old_s / new_s:.1f}x", flush=True)
+    out = {"results": results}
+    if args.validation:
+        out["validation"] = validation_seconds(args.validation, n_items, rng)
     if args.json:
-        write_json(args.json, {"results": results})
+        write_json(args.json, out)
     return 0
+
+
+def validation_seconds(n_users: int, n_items: int, rng: np.random.Generator) -> dict:
+    """Seconds of `evaluate_scores` (NDCG@10, full ranking) with each selection, same scores."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from shoprec.data.dataset import Dataset
+    from shoprec.data.schema import Interactions
+    from shoprec.data.vocab import Vocabulary
+    from shoprec.evaluate.protocol import evaluate_scores
+
+    per_user = 10
+    users = np.repeat(np.arange(n_users), per_user)
+    frame = pd.DataFrame({"user": users.astype(str), "item": rng.integers(0, n_items, len(users)).astype(str),
+                          "event": "view", "timestamp": np.tile(np.arange(per_user), n_users)})
+    history = Dataset.from_interactions(Interactions.from_frame(frame, "synthetic"),
+                                        items=Vocabulary(np.arange(n_items).astype(str), "item"))
+    targets = sp.csr_matrix((np.ones(n_users), (np.arange(n_users), rng.integers(0, n_items, n_users))),
+                            shape=(history.n_users, n_items))
+    user_vectors = rng.standard_normal((history.n_users, 64), dtype=np.float32)
+    item_vectors = rng.standard_normal((n_items, 64), dtype=np.float32)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        return user_vectors[rows] @ item_vectors.T
+
+    out = {"users": n_users, "items": n_items}
+    for label, select in (("top_k", top_k), ("argpartition", argpartition_top_k)):
+        original, metrics.top_k = metrics.top_k, select
+        try:
+            t0 = time.perf_counter()
+            result = evaluate_scores(score, history, targets, (10,))
+            out[f"{label}_s"] = round(time.perf_counter() - t0, 1)
+            out[f"{label}_ndcg"] = result.metrics["NDCG@10"]
+        finally:
+            metrics.top_k = original
+        print(f"validation of {n_users:,} shoppers at {n_items:,} items with {label}: {out[f'{label}_s']} s", flush=True)
+    if out["top_k_ndcg"] != out["argpartition_ndcg"]:
+        raise SystemExit("the two selections gave different NDCG@10")
+    return out
 
 
 if __name__ == "__main__":
