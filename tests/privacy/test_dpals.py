@@ -110,3 +110,17 @@ def test_norm_power_one_ranks_by_the_cosine_with_the_released_factors(tiny_shop)
     expected = (u @ (v / np.linalg.norm(v, axis=1, keepdims=True)).T)[0]
     got = cosine.score_users(np.array([0]))[0]
     np.testing.assert_array_equal(np.argsort(-got, kind="stable"), np.argsort(-expected, kind="stable"))
+
+
+def test_text_init_starts_from_the_titles_principal_directions_and_costs_no_budget(tiny_shop, monkeypatch):
+    import shoprec.models.transformer as transformer_module
+
+    rng = np.random.default_rng(0)
+    titles = rng.standard_normal((tiny_shop.n_items, 12)).astype(np.float32)
+    monkeypatch.setattr(transformer_module, "item_text", lambda data, cache_dir: titles)
+    params = {"factors": 3, "iterations": 1, "l2": 1.0, "max_items_per_user": 3, "target_epsilon": 8.0,
+              "target_delta": 1e-3, "max_modelled": None, "seed": 0}
+    text = DPALS(**params, init="text").fit(tiny_shop)
+    plain = DPALS(**params).fit(tiny_shop)
+    assert not np.allclose(text.item_factors_, plain.item_factors_)
+    assert text.privacy.extra["rho"] == pytest.approx(plain.privacy.extra["rho"])  # same spend

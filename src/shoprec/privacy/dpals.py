@@ -39,7 +39,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from shoprec.data.dataset import Dataset
-from shoprec.errors import ConfigError, check_bool, check_choice, check_float, check_int
+from shoprec.errors import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_str,
+)
 from shoprec.privacy.accountant import PrivacyReport, check_budget, is_private
 from shoprec.privacy.discrete import cdp_delta
 from shoprec.privacy.gram import (
@@ -53,6 +60,7 @@ __all__ = ["DPALS", "DPALSConfig", "als_sensitivity", "item_statistics", "shoppe
 
 MECHANISM = "gaussian-als"
 ITEM_GRAMIANS = ("average", "released")
+INITS = ("random", "text")
 _USER_BLOCK = 4096  # shoppers solved at once: a block holds (block, d, d) float64
 
 
@@ -93,6 +101,10 @@ class DPALSConfig:
         max_modelled: at most this many items get factors, those with the largest noisy counts
             (None: every item), in [1, 200000]; the others score below them by noisy count.
         count_share: share of the budget spent on the item counts, in (0, 1).
+        init: the item factors the first shopper step reads: "random" or "text" (the top
+            principal directions of the items' MiniLM title vectors: public, so free of budget;
+            items without text, or data without a catalogue, get random rows).
+        text_cache_dir: where title vectors are cached (None: no cache).
         norm_power: scores are u.v_i / |v_i|^norm_power, in [0, 1]: 0 the dot product, 1 the
             cosine (item factors' lengths grow with popularity; dividing them out spreads the
             top 10 over more of the catalogue).
@@ -113,6 +125,8 @@ class DPALSConfig:
     max_items_per_user: int | None = 10
     max_modelled: int | None = 2000
     count_share: float = 0.1
+    init: str = "random"
+    text_cache_dir: str | None = None
     norm_power: float = 0.0
     unit_shoppers: bool = True
     seed: int = 0
@@ -129,6 +143,8 @@ class DPALSConfig:
         share = check_float("count_share", self.count_share, 0.0, 1.0, where)
         if not 0.0 < share < 1.0:
             raise ConfigError(f"The 'count_share' parameter of {where} must be in (0, 1). Got {share} instead.")
+        check_choice("init", self.init, INITS, where)
+        check_optional_str("text_cache_dir", self.text_cache_dir, where)
         check_float("norm_power", self.norm_power, 0.0, 1.0, where)
         check_bool("unit_shoppers", self.unit_shoppers, where)
         check_int("seed", self.seed, 0, 2**31 - 1, where)
@@ -173,6 +189,27 @@ def shopper_factors(rows: sp.csr_matrix, item_factors: np.ndarray, alpha: float,
     if clip or unit:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.where(norms > 0, norms, 1.0) if unit else np.maximum(norms, 1.0)
+    return out
+
+
+def _text_init(train: Dataset, keep: np.ndarray, random_rows: np.ndarray, cache_dir: str | None) -> np.ndarray:
+    """Initial item factors from the title vectors' top principal directions (rows of unit
+    mean length, like the random ones); items without a title keep their random row."""
+    from shoprec.models.transformer import item_text
+
+    text = item_text(train, cache_dir)
+    if text is None:
+        return random_rows
+    x = np.asarray(text, np.float64)[keep]
+    has = np.abs(x).sum(axis=1) > 0
+    d = random_rows.shape[1]
+    if has.sum() <= d:
+        return random_rows
+    centred = x[has] - x[has].mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ vt[:d].T
+    out = random_rows.copy()
+    out[has] = projected / np.linalg.norm(projected, axis=1).mean()
     return out
 
 
@@ -224,6 +261,8 @@ class DPALS(GramRecommender):
         xt = xk.T.tocsr()
         d = int(cfg.factors)
         v = rng.standard_normal((len(keep), d)) / math.sqrt(d)  # public: costs nothing
+        if cfg.init == "text":
+            v = _text_init(train, keep, v, cfg.text_cache_dir)
         noise = sigma_step * sens
         n_k = np.maximum(counts[keep], 0.0)
         for _ in range(int(cfg.iterations)):
