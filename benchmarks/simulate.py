@@ -12,17 +12,23 @@ benchmarks/stores/*.json before this script existed in its present form):
   exploration slots drawn uniformly or in LinUCB order), the hand-set dynamic rule ("dynamic",
   Thompson explorer) and the learned rule ("learned": epsilon-greedy in LinUCB order whose
   epsilon, per request, is the level a LinUCB bandit over (0, 0.05, 0.1, 0.2, 0.4) picks from
-  the shopper's signals). All share the exploitation model, the online learner and the
-  candidate pools of `shoprec.simulation.simulate`; only the exploration differs;
-- seeds: `TUNING_SEEDS` choose the best fixed epsilon per store (highest mean clicks); the
-  `REPORT_SEEDS` (disjoint) report greedy, that epsilon, dynamic and learned;
+  the shopper's signals), and the fitted rule ("fitted": epsilon-greedy with uniformly drawn
+  slots at the per-request weight of the hand-set rule's formula, whose five coefficients are
+  fitted per store by CMA-ES on the tuning seeds, `FIT`, starting from the hand-set ones;
+  `shoprec.simulation.fit`; added to the protocol before its first report-seed run). All share
+  the exploitation model, the online learner and the candidate pools of
+  `shoprec.simulation.simulate`; only the exploration differs;
+- seeds: `TUNING_SEEDS` choose the best fixed epsilon per store (highest mean clicks) and fit
+  the fitted rule's coefficients; the `REPORT_SEEDS` (disjoint) report greedy, that epsilon,
+  dynamic, learned and fitted;
 - statistics: per report seed, paired differences (same store, same random numbers) with 95%
   t-intervals over seeds, and relative differences against the baseline's mean;
 - metrics: clicks per shopper (cumulative reward), clicks in the last 20% of rounds, the
   discoverable corpus (share of items with at least one click), rounds to the first click of an
   arriving item (censored at the end), regret in the first 10% of rounds;
-- targets (issue 14): learned >= +10% over greedy and >= +5% over the best fixed epsilon, both
-  intervals above zero, in >= 2 of 3 stores; first-10% regret within 3% of greedy's.
+- targets (issue 14), for each of learned and fitted: >= +10% over greedy and >= +5% over the
+  best fixed epsilon, both intervals above zero, in >= 2 of 3 stores; first-10% regret within 3%
+  of greedy's.
 
 `--scenario default|shifting` runs the earlier uncalibrated benchmark (benchmarks/simulate_legacy.py).
 """
@@ -45,6 +51,10 @@ ROUNDS = 200
 TUNING_SEEDS = (100, 101)
 REPORT_SEEDS = tuple(range(10))
 EPSILONS = (0.05, 0.1, 0.2, 0.4)
+FIT = {"generations": 3, "population": 8, "sigma": 1.5, "bound": 8.0, "seed": 0}
+"""CMA-ES settings of the fitted rule (`shoprec.simulation.fit.FitConfig`): 25 candidates per store,
+each scored by its mean clicks per shopper over the tuning seeds."""
+LEARNERS = ("learned", "fitted")
 METRICS = ("reward", "late_reward", "expected_reward", "discovered", "new_first_click", "early_regret", "regret",
            "explore_share", "new_item_exposure", "purchases")
 
@@ -60,9 +70,19 @@ def policies() -> dict:
             out[name] = PolicyConfig.parse(f"egreedy:{eps:g}", explore_order=order, label=name)
     out["dynamic"] = PolicyConfig.parse("dynamic")
     out["learned"] = PolicyConfig.parse("learned", explore_order="ucb")
+    out["fitted"] = fitted_config(None)
     # Not in the protocol: added afterwards (--add-policy), reported apart as a secondary result.
     out["learned-uniform"] = PolicyConfig.parse("learned", explore_order="uniform", label="learned-uniform")
     return out
+
+
+def fitted_config(weighting):
+    """The fitted rule with the given coefficients (`WeightConfig`; None: the hand-set ones)."""
+    from shoprec.explore import PolicyConfig
+    from shoprec.explore.weighting import WeightConfig
+
+    return PolicyConfig.parse("dynamic", explorer="egreedy", explore_order="uniform",
+                              weighting=weighting or WeightConfig(), label="fitted")
 
 
 FIXED = tuple(name for name in policies() if name.startswith("egreedy"))
@@ -85,24 +105,58 @@ def store_data(name: str):
     raise KeyError(name)
 
 
-def run_cell(task: tuple[str, int, tuple[str, ...]]) -> dict:
-    """Build one store for one seed and run the named policies in it."""
+_STORES: dict = {}  # per worker process: the stores it built, by (name, seed); the newest few
+
+
+def cached_store(name: str, seed: int):
+    """(store, build seconds), built once per worker: the fit scores many candidates in the same
+    tuning-seed stores."""
+    from shoprec.simulation import SimulatedStore
+
+    key = (name, seed)
+    if key not in _STORES:
+        if len(_STORES) >= 2 * len(STORES):
+            _STORES.pop(next(iter(_STORES)))
+        config, _ = load_store(name)
+        t0 = time.perf_counter()
+        _STORES[key] = (SimulatedStore.build(store_data(name), config, seed), time.perf_counter() - t0)
+    return _STORES[key]
+
+
+def run_cell(task: tuple) -> dict:
+    """Run policies in one store for one seed: task = (store name, seed, policies), each policy
+    a name of `policies()` or a (label, PolicyConfig) pair."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from shoprec.simulation import SimulatedStore, simulate
+    from shoprec.simulation import simulate
 
     name, seed, names = task
-    config, _ = load_store(name)
-    t0 = time.perf_counter()
-    store = SimulatedStore.build(store_data(name), config, seed)
-    build = time.perf_counter() - t0
+    store, build = cached_store(name, seed)
     table = policies()
     out = {"store": name, "seed": seed, "build_seconds": build, "n_shoppers": store.n_shoppers,
            "n_items": store.n_items, "n_new_items": len(store.new_items), "content": store.content_source,
            "runs": {}}
     for pol in names:
-        res = simulate(store, table[pol], ROUNDS, seed)
-        out["runs"][pol] = {**res.summary(), "seconds": res.seconds}
+        label, config = (pol, table[pol]) if isinstance(pol, str) else pol
+        res = simulate(store, config, ROUNDS, seed)
+        out["runs"][label] = {**res.summary(), "seconds": res.seconds}
     return out
+
+
+def fit_store(name: str, mapper):
+    """The fitted rule's coefficients for one store: CMA-ES (`FIT`) on the tuning seeds, each
+    candidate scored by its mean clicks per shopper over them (common random numbers)."""
+    from shoprec.simulation.fit import FitConfig, fit_weight_rule
+
+    def objective(configs) -> list[float]:
+        tasks = [(name, seed, (("fitted", fitted_config(c)),)) for c in configs for seed in TUNING_SEEDS]
+        cells = list(mapper(run_cell, tasks))
+        rewards = np.array([c["runs"]["fitted"]["reward"] for c in cells]).reshape(len(configs), len(TUNING_SEEDS))
+        return list(rewards.mean(axis=1))
+
+    fit = fit_weight_rule(objective, config=FitConfig(**FIT))
+    print(f"{name}: fitted rule {fit.to_dict()['best']} -> {fit.best_value:.3f} on tuning seeds "
+          f"(hand-set coefficients {fit.start_value:.3f})", flush=True)
+    return fit
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -124,6 +178,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "simulate-calibrated.json"))
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--report-seeds", type=int, default=len(REPORT_SEEDS), help="for a quick check only")
+    parser.add_argument("--fit-generations", type=int, default=FIT["generations"], help="for a quick check only")
     parser.add_argument("--scenario", default="calibrated", choices=("calibrated", "default", "shifting"))
     parser.add_argument("--add-policy", default=None,
                         help="run one more policy on the report seeds of an existing --out file and add its paired "
@@ -139,6 +194,7 @@ def main() -> int:
     from multiprocessing import get_context
 
     stores = args.stores.split(",")
+    FIT["generations"] = args.fit_generations
     report_seeds = REPORT_SEEDS[: args.report_seeds]
     t0 = time.perf_counter()
     pool = get_context("spawn").Pool(args.workers) if args.workers > 1 else None
@@ -153,8 +209,15 @@ def main() -> int:
         means = {p: float(np.mean([tuning[s][seed]["runs"][p]["reward"] for seed in TUNING_SEEDS])) for p in FIXED}
         best[s] = max(means, key=means.get)
         print(f"{s}: best fixed epsilon on tuning seeds {list(TUNING_SEEDS)}: {best[s]} ({means[best[s]]:.3f})")
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The three stores' searches run side by side, each handing its generations to the pool.
+    with ThreadPoolExecutor(len(stores)) as threads:
+        fits = dict(zip(stores, threads.map(lambda s: fit_store(s, mapper), stores), strict=True))
+    fit_seconds = time.perf_counter() - t0
     report = {s: {} for s in stores}
-    tasks = [(s, seed, ("greedy", best[s], "dynamic", "learned")) for s in stores for seed in report_seeds]
+    tasks = [(s, seed, ("greedy", best[s], "dynamic", "learned", ("fitted", fitted_config(fits[s].best))))
+             for s in stores for seed in report_seeds]
     for cell in mapper(run_cell, tasks):
         report[cell["store"]][cell["seed"]] = cell
         print(f"report {cell['store']} seed {cell['seed']} ({cell['build_seconds']:.0f}s build): " + ", ".join(
@@ -165,25 +228,28 @@ def main() -> int:
 
     results: dict = {"protocol": {"rounds": ROUNDS, "tuning_seeds": list(TUNING_SEEDS),
                                   "report_seeds": list(report_seeds), "fixed": list(FIXED), "metrics": list(METRICS),
-                                  "workers": args.workers}, "stores": {}}
+                                  "workers": args.workers, "fit": FIT}, "stores": {}}
     run_seconds = shopper_rounds = 0.0
     for s in stores:
         _, raw = load_store(s)
         cells = [report[s][seed] for seed in report_seeds]
-        names = ["greedy", best[s], "dynamic", "learned"]
+        names = ["greedy", best[s], "dynamic", *LEARNERS]
         per = {p: {m: [c["runs"][p][m] for c in cells] for m in METRICS} for p in names}
         summary = {p: {m: float(np.nanmean(v)) for m, v in per[p].items()} for p in names}
         comparisons = {}
-        for a, b in (("learned", "greedy"), ("learned", best[s]), ("learned", "dynamic"), ("dynamic", "greedy"),
-                     ("dynamic", best[s]), (best[s], "greedy")):
+        pairs = [(a, b) for a in LEARNERS for b in ("greedy", best[s], "dynamic")]
+        pairs += [("fitted", "learned"), ("dynamic", "greedy"), ("dynamic", best[s]), (best[s], "greedy")]
+        for a, b in pairs:
             comparisons[f"{a} - {b}"] = {m: paired(per[a][m], per[b][m]) for m in ("reward", "late_reward",
                                                                                    "expected_reward", "discovered",
                                                                                    "early_regret")}
-        lg, lb = comparisons["learned - greedy"]["reward"], comparisons[f"learned - {best[s]}"]["reward"]
-        early = summary["learned"]["early_regret"] / summary["greedy"]["early_regret"] - 1
-        targets = {"over_greedy": lg["relative"] >= 0.10 and lg["ci95"][0] > 0,
-                   "over_best_fixed": lb["relative"] >= 0.05 and lb["ci95"][0] > 0,
-                   "early_regret_vs_greedy": early, "early_regret_within_3pct": early <= 0.03}
+        targets = {}
+        for rule in LEARNERS:
+            lg, lb = comparisons[f"{rule} - greedy"]["reward"], comparisons[f"{rule} - {best[s]}"]["reward"]
+            early = summary[rule]["early_regret"] / summary["greedy"]["early_regret"] - 1
+            targets[rule] = {"over_greedy": lg["relative"] >= 0.10 and lg["ci95"][0] > 0,
+                             "over_best_fixed": lb["relative"] >= 0.05 and lb["ci95"][0] > 0,
+                             "early_regret_vs_greedy": early, "early_regret_within_3pct": early <= 0.03}
         for c in cells + [tuning[s][seed] for seed in TUNING_SEEDS]:
             for r in c["runs"].values():
                 run_seconds += r["seconds"]
@@ -191,13 +257,15 @@ def main() -> int:
         results["stores"][s] = {
             "config": raw["config"], "fit": raw["fit"], "best_fixed": best[s],
             "tuning": {p: [tuning[s][seed]["runs"][p]["reward"] for seed in TUNING_SEEDS] for p in FIXED},
+            "fitted_rule": fits[s].to_dict(),
             "summary": summary, "comparisons": comparisons, "targets": targets, "per_seed": per,
             "n_items": cells[0]["n_items"], "n_new_items": cells[0]["n_new_items"], "content": cells[0]["content"],
             "n_shoppers": cells[0]["n_shoppers"]}
-    reached = sum(results["stores"][s]["targets"]["over_greedy"] and results["stores"][s]["targets"]["over_best_fixed"]
-                  for s in stores)
-    results["targets_reached_in_stores"] = int(reached)
-    results["timing"] = {"total_seconds": total, "policy_run_seconds": run_seconds,
+    results["targets_reached_in_stores"] = {
+        rule: int(sum(results["stores"][s]["targets"][rule]["over_greedy"]
+                      and results["stores"][s]["targets"][rule]["over_best_fixed"] for s in stores))
+        for rule in LEARNERS}
+    results["timing"] = {"total_seconds": total, "tuning_and_fit_seconds": fit_seconds, "policy_run_seconds": run_seconds,
                          "ms_per_shopper_round": 1000 * run_seconds / max(shopper_rounds, 1)}
     write_json(args.out, results)
     print(markdown(results))
@@ -285,12 +353,12 @@ def add_policy(name: str, path: str, workers: int) -> int:
 def markdown(results: dict) -> str:
     """The README/docs table: per store, each policy's metrics and the paired differences."""
     header = ("| store | policy | clicks/shopper | last 20% | discovered | rounds to 1st click (new) | "
-              "first 10% regret | vs greedy (95% CI) | learned vs it (95% CI) |")
+              "first 10% regret | vs greedy (95% CI) | fitted vs it (95% CI) |")
     lines = [header, "|" + "---|" * 9]
     for s, r in results["stores"].items():
         for p, m in r["summary"].items():
             vs_g = r["comparisons"].get(f"{p} - greedy", {}).get("reward") if p != "greedy" else None
-            vs_l = r["comparisons"].get(f"learned - {p}", {}).get("reward") if p != "learned" else None
+            vs_l = r["comparisons"].get(f"fitted - {p}", {}).get("reward") if p != "fitted" else None
 
             def fmt(d):
                 return "" if d is None else f"{d['relative']:+.1%} [{d['relative_ci95'][0]:+.1%}, {d['relative_ci95'][1]:+.1%}]"

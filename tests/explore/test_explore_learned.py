@@ -63,11 +63,12 @@ def test_the_learned_policy_takes_no_parameter():
         PolicyConfig.parse("learned:0.3")
 
 
-def _trained(order: str, seed: int = 0):
-    """A learned policy after some feedback, on random candidates: a fixed state to sample from."""
+def _trained(order: str, seed: int = 0, kind: str = "learned"):
+    """A learned policy (or the weight rule with the egreedy explorer) after some feedback, on
+    random candidates: a fixed state to sample from."""
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((C, DIM))
-    cfg = PolicyConfig(kind="learned", explore_order=order, slate=SlateConfig(k=5, explore_budget=2),
+    cfg = PolicyConfig(kind=kind, explorer="egreedy", explore_order=order, slate=SlateConfig(k=5, explore_budget=2),
                        levels=LevelConfig(levels=(0.0, 0.3, 0.6), alpha=5.0))
     policy = Policy(cfg, features, N)
     cand = Candidates.from_items(np.stack([rng.permutation(C) for _ in range(N)]))
@@ -78,9 +79,11 @@ def _trained(order: str, seed: int = 0):
     return policy, cand, scores
 
 
+@pytest.mark.parametrize("kind", ["learned", "dynamic"])
 @pytest.mark.parametrize("order", ["uniform", "ucb"])
-def test_logged_propensities_of_the_learned_policy_are_the_frequencies_of_what_it_shows(order):
-    policy, cand, scores = _trained(order)
+def test_logged_propensities_of_the_learned_policy_are_the_frequencies_of_what_it_shows(order, kind):
+    # "dynamic" with the egreedy explorer: epsilon-greedy at the weight rule's per-request weight.
+    policy, cand, scores = _trained(order, kind=kind)
     state = policy.to_arrays()
     first = policy.recommend(np.arange(N), cand, scores, np.random.default_rng(1))
     assert (first.weight > 0).any()  # some requests explore, so the slates are random
@@ -94,11 +97,17 @@ def test_logged_propensities_of_the_learned_policy_are_the_frequencies_of_what_i
         r, j = np.nonzero(ok)
         counts[r, j, s.columns[ok]] += 1
         logged[r, j, s.columns[ok]] = s.propensities[ok]
-    np.testing.assert_array_equal(policy.to_arrays()["levels/precision"], state["levels/precision"])  # state fixed
+    for key in state:  # the state stayed fixed
+        np.testing.assert_array_equal(policy.to_arrays()[key], state[key])
     seen = ~np.isnan(logged)
     freq = counts[seen] / draws
     se = np.sqrt(logged[seen] * (1 - logged[seen]) / draws)
-    assert np.all(np.abs(freq - logged[seen]) <= 4 * se + 1e-9)
+    # Every (shopper, slot, item) cell is a test: a Bonferroni bound keeps the chance that any of
+    # them strays by luck under 1e-4 (about 5 standard errors for the ~170 cells here).
+    from scipy.stats import norm
+
+    z = norm.isf(1e-4 / (2 * seen.sum()))
+    assert np.all(np.abs(freq - logged[seen]) <= z * se + 1e-9)
     # And they are the policy's full action distribution, which sums to one per slot.
     dist = policy.action_distribution(np.arange(N), cand, scores, rng)
     np.testing.assert_allclose(dist[seen], logged[seen])

@@ -14,12 +14,13 @@ from shoprec.explore.slate import SlateConfig
 from shoprec.explore.state import BanditConfig
 from shoprec.explore.weighting import WeightConfig
 
-__all__ = ["EXPLORE_ORDERS", "POLICY_KINDS", "PolicyConfig", "examination"]
+__all__ = ["EXPLORERS", "EXPLORE_ORDERS", "POLICY_KINDS", "PolicyConfig", "examination"]
 
 POLICY_KINDS: tuple[str, ...] = ("greedy", "egreedy", "ucb", "softmax", "linucb", "thompson", "dynamic", "learned")
 MAIN_PARAMETER = {"egreedy": "epsilon", "ucb": "ucb_c", "softmax": "temperature", "linucb": "alpha",
                    "thompson": "thompson_scale", "dynamic": "alpha"}
 EXPLORE_ORDERS: tuple[str, ...] = ("uniform", "ucb")
+EXPLORERS: tuple[str, ...] = ("thompson", "linucb", "egreedy")
 
 
 def examination(k: int) -> np.ndarray:
@@ -34,13 +35,15 @@ class PolicyConfig:
     epsilon: egreedy's exploration probability per budget slot. alpha: LinUCB's bonus in posterior
     sds. ucb_c: UCB's bonus in sds of the item residual. temperature: softmax's, in reward units.
     thompson_scale: multiplies the posterior sd of Thompson draws. explorer: the dynamic
-    policy's exploration rule, "thompson" (the default; Monte-Carlo propensities) or "linucb"
-    (deterministic, exact propensities).
+    policy's exploration rule, "thompson" (the default; Monte-Carlo propensities), "linucb"
+    (deterministic, exact propensities) or "egreedy" (each budget slot explores with probability
+    w, the rule's weight, in `explore_order`; exact binomial propensities).
     score_scaling: "rank" turns the model's scores into -log(1 + rank) among each request's
     candidates (the calibrator then fits click rates that fall as a power of the rank); "given"
     takes the scores as that feature already (for example -log(1 + rank) over the catalogue,
     which keeps an item's feature independent of what else is in the pool).
-    explore_order: what an epsilon-greedy exploration slot shows (egreedy and learned):
+    explore_order: what an epsilon-greedy exploration slot shows (egreedy, learned, and dynamic
+    with the egreedy explorer):
     "uniform", a uniformly random candidate from outside the exploit top-k, or "ucb", the outside
     candidates in order of their LinUCB value (mean + alpha sd of the posterior), so that the
     slate is a deterministic function of the number of exploring slots; both are exact.
@@ -70,7 +73,7 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         where = "PolicyConfig"
         check_choice("kind", self.kind, POLICY_KINDS, where)
-        check_choice("explorer", self.explorer, ("linucb", "thompson"), where)
+        check_choice("explorer", self.explorer, EXPLORERS, where)
         check_choice("score_scaling", self.score_scaling, ("rank", "given"), where)
         check_choice("explore_order", self.explore_order, EXPLORE_ORDERS, where)
         check_float("epsilon", self.epsilon, 0.0, 1.0, where)
@@ -86,8 +89,9 @@ class PolicyConfig:
 
     @property
     def epsilon_greedy(self) -> bool:
-        """Whether exploration slots follow epsilon-greedy (egreedy, and learned at its level)."""
-        return self.kind in ("egreedy", "learned")
+        """Whether exploration slots follow epsilon-greedy (egreedy, learned at its level, and
+        dynamic with the egreedy explorer at the rule's weight)."""
+        return self.kind in ("egreedy", "learned") or (self.kind == "dynamic" and self.explorer == "egreedy")
 
     @property
     def monte_carlo(self) -> bool:

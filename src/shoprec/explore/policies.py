@@ -15,13 +15,13 @@ ucb        candidates whose mean + c w sd(item residual) beats the exploit top-k
 softmax    Plackett-Luce sample with temperature tau w (Gumbel top-k)                      1
 linucb     candidates whose mean + alpha w sd(posterior) beats the exploit top-k            1
 thompson   candidates whose value under a posterior draw (sd scaled by w) beats it          1
-dynamic    Thompson (or LinUCB: `explorer`) with w from `shoprec.explore.weighting`         rule
+dynamic    Thompson (or LinUCB, egreedy: `explorer`) with w from `explore.weighting`        rule
 =========  ==============================================================================  =======
 
 A per-request override replaces w. For UCB, LinUCB, Thompson and softmax, n_e is the number of
 candidates outside the exploit top-k that the policy's values put in its own top-k, capped by the
-budget. Propensities are exact for greedy, egreedy, ucb, linucb and dynamic with the LinUCB
-explorer; for Thompson, softmax and dynamic with the Thompson explorer they are Monte-Carlo
+budget. Propensities are exact for greedy, egreedy, ucb, linucb and dynamic with the LinUCB or
+egreedy explorer; for Thompson, softmax and dynamic with the Thompson explorer they are Monte-Carlo
 estimates from `SlateConfig.propensity_samples` draws S, the
 realised draw included: (1 + matches among S other draws) / (S + 1).
 """
@@ -206,7 +206,7 @@ class Policy:
         """Exploration values (draws, n, C) of value-based policies; None for greedy / egreedy."""
         cfg, w = self.config, ctx.weight[None, :, None]
         kind = cfg.kind if cfg.kind != "dynamic" else cfg.explorer
-        if kind in ("greedy", "egreedy", "learned"):
+        if kind in ("greedy", "egreedy", "learned"):  # dynamic's egreedy explorer too
             return None
         if kind == "ucb":
             v = ctx.mean + cfg.ucb_c * w[0] * np.sqrt(ctx.var_item)
