@@ -104,6 +104,26 @@ def test_a_fixed_weight_rule_is_epsilon_greedy_with_exact_propensities(catalogue
     np.testing.assert_allclose(slate.propensities[:2], 1.0)
 
 
+def test_the_fitted_weight_rule_explores_per_shopper_with_exact_propensities(catalogue):
+    from shoprec.explore.weighting import WeightConfig
+
+    rule = WeightConfig(base=-2.0, history=4.0, variance=0.0, drift=0.0, payoff=0.0)
+    ex = explorer(catalogue, weight_rule="fitted", weighting=rule)
+    allowed = np.ones(N_ITEMS, bool)
+    weights = []
+    for history in (np.array([1]), np.arange(1, 41)):  # a new shopper and a known one
+        state = ex.prior_state(history)
+        slate, _ = ex.choose(state, history, np.linspace(1, 0, N_ITEMS), allowed, 6, np.random.default_rng(0))
+        assert slate.policy == "fitted"
+        np.testing.assert_allclose(slate.propensities[:2], 1.0)  # the top two slots always exploit
+        assert np.all((slate.propensities > 0) & (slate.propensities <= 1))
+        weights.append(slate.weight)
+    # h = 1 / (1 + n / 20): the weight is the rule's sigmoid of -2 + 4 h, and falls with the history.
+    n = np.array([1.0, 40.0])
+    expected = 1 / (1 + np.exp(-(-2 + 4 / (1 + n / 20))))
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+
+
 def test_states_round_trip_through_bytes_and_a_state_from_another_space_restarts_from_its_prior(catalogue):
     ex = explorer(catalogue)
     state = ex.learn(ex.prior_state(np.array([1, 2])), 7, 0, 1.0, False, 0.0)

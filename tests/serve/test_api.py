@@ -9,6 +9,7 @@ import pytest
 from serve_helpers import ADMIN, SCHEMA_HEAD, event, recommend
 from sqlalchemy import create_engine, text
 
+from shoprec.errors import ConfigError
 from shoprec.models.popularity import Popularity
 from shoprec.privacy.pseudonym import Pseudonymizer
 
@@ -154,10 +155,11 @@ def test_exploration_is_badged_logged_with_propensity_and_learned_once_per_click
     assert _export(c, "gus")["exploration_states"][0]["n_feedback"] == 3
 
 
-def test_each_slate_carries_its_exploration_weight_and_the_signals_behind_it(make_client):
-    c = make_client(exploration=None)
+@pytest.mark.parametrize("rule,policy", [("fitted", "fitted"), ("dynamic", "dynamic-thompson")])
+def test_each_slate_carries_its_exploration_weight_and_the_signals_behind_it(make_client, rule, policy):
+    c = make_client(exploration=None, weight_rule=rule)
     body = recommend(c, shopper_id="ivy", k=4)
-    assert body["policy"] == "dynamic-thompson" and body["exploration"]["rule"] == "dynamic"
+    assert body["policy"] == policy and body["exploration"]["rule"] == rule
     assert 0.0 <= body["exploration"]["weight"] <= 1.0 and not body["exploration"]["overridden"]
     assert set(body["exploration"]["signals"]) >= {"history", "variance", "drift", "payoff"}
     assert body["exploration"]["signals"]["history"] == 1.0  # a shopper the shop knows nothing of
@@ -165,6 +167,24 @@ def test_each_slate_carries_its_exploration_weight_and_the_signals_behind_it(mak
     fixed = recommend(c, shopper_id="ivy", k=4, exploration=0.0)
     assert fixed["exploration"]["weight"] == 0.0 and fixed["exploration"]["overridden"]
     assert not any(item["explored"] for item in fixed["items"])
+
+
+def test_the_fitted_weight_rule_is_served_with_its_weight_signals_and_exact_propensities(make_client):
+    # Coefficients that make every shopper explore fully: the one exploration slot of a
+    # 3-slate shows one of the five candidates outside the exploit top 3, each with 1/5.
+    c = make_client(weight_rule="fitted", weight_coefficients="40,0,0,0,0", exploration=None)
+    body = recommend(c, shopper_id="kim", k=3)
+    assert body["policy"] == "fitted" and body["exploration"]["rule"] == "fitted"
+    assert body["exploration"]["weight"] == pytest.approx(1.0)
+    assert set(body["exploration"]["signals"]) >= {"history", "variance", "drift", "payoff"}
+    last = body["items"][-1]
+    assert last["explored"] and last["propensity"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "a,b,c,d,e", "0,0,0,0,99"])
+def test_malformed_weight_coefficients_are_refused_by_name(settings, bad):
+    with pytest.raises(ConfigError, match="'weight_coefficients' parameter of ServeSettings must be five numbers"):
+        settings.with_(weight_coefficients=bad)
 
 
 def test_the_exploration_state_survives_a_restart_of_the_service(make_client, settings):

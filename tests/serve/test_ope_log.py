@@ -93,7 +93,7 @@ def test_the_command_evaluates_the_services_database(egreedy_client, database_ur
 
 
 def test_fixed_is_refused_on_the_dynamic_rules_log_but_greedy_is_not(make_client, database_url):
-    client = make_client(exploration=None)  # the dynamic rule, Thompson explorer
+    client = make_client(exploration=None, weight_rule="dynamic")  # the hand-set rule, Thompson explorer
     _serve_and_click(client, n_shoppers=10)
     log = read_logged_slates(database_url, LogFilter(policy="dynamic-thompson"))
     assert len(log) == 30

@@ -42,22 +42,27 @@ from shoprec.explore.pools import (
 )
 from shoprec.explore.slate import Slate, SlateConfig
 from shoprec.explore.state import ShopperState, normalise_rows, project
+from shoprec.explore.weighting import FITTED_WEIGHTS, WeightConfig
 
 __all__ = ["WEIGHT_RULES", "OnlineConfig", "OnlineExplorer", "Space"]
 
-WEIGHT_RULES = ("dynamic", "fixed", "learned")
+WEIGHT_RULES = ("dynamic", "fixed", "learned", "fitted")
 """How the served exploration weight is set: "dynamic" (the per-shopper rule of
-`shoprec.explore.weighting`, hand-set coefficients), "fixed" (epsilon-greedy at `epsilon`) or
+`shoprec.explore.weighting`, hand-set coefficients), "fixed" (epsilon-greedy at `epsilon`),
 "learned" (epsilon-greedy in LinUCB order at the level a bandit over the shopper's signals picks,
-`shoprec.explore.learned`; exact propensities; `OnlineExplorer.learn_weight` feeds it)."""
+`shoprec.explore.learned`; exact propensities; `OnlineExplorer.learn_weight` feeds it) or
+"fitted" (epsilon-greedy with uniformly drawn exploration slots at the per-shopper weight of the
+rule's formula with `weighting`'s coefficients, by default those fitted on the Online Retail
+store, `shoprec.explore.weighting.FITTED_WEIGHTS`; exact propensities)."""
 
 
 @dataclass(frozen=True)
 class OnlineConfig:
     """The service's exploration.
 
-    weight_rule: "dynamic" or "fixed" (see WEIGHT_RULES). explorer: what the dynamic rule's
-    exploration slots follow, "thompson" (Monte-Carlo propensities) or "linucb" (exact).
+    weight_rule: "dynamic", "fixed", "learned" or "fitted" (see WEIGHT_RULES). explorer: what the
+    dynamic rule's exploration slots follow, "thompson" (Monte-Carlo propensities) or "linucb"
+    (exact). weighting: the fitted rule's coefficients and signal settings.
     epsilon: the fixed rule's exploration probability per budget slot. explore_budget: most
     exploratory slots per slate. feature_dim: dimensions of the item embeddings the shopper
     posteriors live in. trending_decay: per-feedback decay of the trending counts.
@@ -72,6 +77,7 @@ class OnlineConfig:
     trending_decay: float = 0.999
     propensity_samples: int = 100
     pools: PoolConfig = field(default_factory=PoolConfig)
+    weighting: WeightConfig = FITTED_WEIGHTS
 
     def __post_init__(self) -> None:
         where = "OnlineConfig"
@@ -92,6 +98,9 @@ class OnlineConfig:
             return PolicyConfig(kind="egreedy", epsilon=self.epsilon, slate=slate, label=f"egreedy:{self.epsilon:g}")
         if self.weight_rule == "learned":
             return PolicyConfig(kind="learned", explore_order="ucb", slate=slate, label="learned")
+        if self.weight_rule == "fitted":
+            return PolicyConfig(kind="dynamic", explorer="egreedy", explore_order="uniform", weighting=self.weighting,
+                                slate=slate, label="fitted")
         return PolicyConfig(kind="dynamic", explorer=self.explorer, slate=slate, label=f"dynamic-{self.explorer}")
 
     @property

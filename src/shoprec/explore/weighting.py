@@ -28,7 +28,7 @@ import numpy as np
 
 from shoprec.errors import ConfigError, DataError, check_float
 
-__all__ = ["WeightConfig", "check_override", "exploration_weight"]
+__all__ = ["FITTED_WEIGHTS", "WeightConfig", "check_override", "exploration_weight"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,12 @@ def check_override(override: float | np.ndarray, n: int) -> np.ndarray:
             f"Got {float(arr[bad][0])} instead."
         )
     return arr
+
+
+FITTED_WEIGHTS = WeightConfig(base=-1.3009, history=2.7327, variance=2.2964, drift=2.6453, payoff=-0.1517)
+"""The coefficients fitted on the Online Retail store (the bundled shop's log) by
+`benchmarks/simulate.py` (CMA-ES on tuning seeds 100-101, `shoprec.simulation.fit`; four
+decimals of benchmarks/results/simulate-calibrated.json's "fitted_rule"), what the service's
+"fitted" weight rule uses unless a shop fits its own. Against the hand-set rule they explore
+more while the shopper's own posterior is uncertain (variance 2.3 against 1.0) and no longer
+follow the payoff signal (-0.15 against 1.0)."""

@@ -51,8 +51,14 @@ class ServeSettings:
         similar items; smaller ones use exact search (see benchmarks/load.py for the switch point).
     exploration: a fixed exploration weight in [0, 1] for every request (0 = pure exploitation);
         None (the default) lets the weight rule set it per shopper and request.
-    weight_rule: "dynamic" (per shopper: history, uncertainty, drift, payoff of past exploration;
-        `shoprec.explore.weighting`) or "fixed" (epsilon-greedy at `epsilon`).
+    weight_rule: "fitted" (the default: per shopper, from history, uncertainty, drift and payoff
+        of past exploration, `shoprec.explore.weighting`, with coefficients fitted in a store
+        simulated from the bundled shop's log, `shoprec.simulation.fit`; epsilon-greedy
+        exploration slots at that weight, exact propensities), "dynamic" (the same signals with
+        hand-set coefficients, Thompson exploration) or "fixed" (epsilon-greedy at `epsilon`).
+    weight_coefficients: the fitted rule's five logit coefficients "base,history,variance,drift,
+        payoff"; empty (the default) takes those fitted on the Online Retail store
+        (`shoprec.explore.weighting.FITTED_WEIGHTS`).
     epsilon: the fixed rule's exploration probability per budget slot.
     explore_budget: most exploratory slots in a slate.
     latency_budget_ms: a request whose model path would take longer than this under the current
@@ -106,7 +112,8 @@ class ServeSettings:
     history_limit: int = 200
     ann_threshold: int = 100_000
     exploration: float | None = None
-    weight_rule: str = "dynamic"
+    weight_rule: str = "fitted"
+    weight_coefficients: str = ""
     epsilon: float = 0.1
     explore_budget: int = 3
     latency_budget_ms: float = 50.0
@@ -147,7 +154,8 @@ class ServeSettings:
         check_int("ann_threshold", self.ann_threshold, 1, 1 << 40, where)
         if self.exploration is not None:
             check_float("exploration", self.exploration, 0.0, 1.0, where)
-        check_choice("weight_rule", self.weight_rule, ("dynamic", "fixed"), where)
+        check_choice("weight_rule", self.weight_rule, ("dynamic", "fitted", "fixed"), where)
+        self.weighting()  # a malformed weight_coefficients fails here, by name
         check_float("epsilon", self.epsilon, 0.0, 1.0, where)
         check_int("explore_budget", self.explore_budget, 0, 100, where)
         check_float("latency_budget_ms", self.latency_budget_ms, 0.0, 1e6, where)
@@ -178,7 +186,30 @@ class ServeSettings:
         """The exploration these settings ask for (`shoprec.explore.online.OnlineConfig`)."""
         from shoprec.explore.online import OnlineConfig
 
-        return OnlineConfig(weight_rule=self.weight_rule, epsilon=self.epsilon, explore_budget=self.explore_budget)
+        return OnlineConfig(weight_rule=self.weight_rule, epsilon=self.epsilon, explore_budget=self.explore_budget,
+                            weighting=self.weighting())
+
+    def weighting(self):
+        """The fitted rule's `WeightConfig`: `weight_coefficients`, or the shipped fit."""
+        from dataclasses import replace
+
+        from shoprec.explore.weighting import FITTED_WEIGHTS
+
+        text = self.weight_coefficients.strip()
+        if not text:
+            return FITTED_WEIGHTS
+        names = ("base", "history", "variance", "drift", "payoff")
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != len(names) or not all(-50.0 <= v <= 50.0 for v in values):
+            raise ConfigError(
+                "The 'weight_coefficients' parameter of ServeSettings must be five numbers in [-50, 50], "
+                f"'base,history,variance,drift,payoff'. Got {self.weight_coefficients!r} instead."
+            )
+        return replace(FITTED_WEIGHTS, **dict(zip(names, values, strict=True)))
 
     @property
     def host_allow_list(self) -> tuple[str, ...] | None:
