@@ -142,7 +142,7 @@ def run_cell(task: tuple) -> dict:
     return out
 
 
-def fit_store(name: str, mapper):
+def fit_store(name: str, mapper, fit_settings: dict):
     """The fitted rule's coefficients for one store: CMA-ES (`FIT`) on the tuning seeds, each
     candidate scored by its mean clicks per shopper over them (common random numbers)."""
     from shoprec.simulation.fit import FitConfig, fit_weight_rule
@@ -153,7 +153,7 @@ def fit_store(name: str, mapper):
         rewards = np.array([c["runs"]["fitted"]["reward"] for c in cells]).reshape(len(configs), len(TUNING_SEEDS))
         return list(rewards.mean(axis=1))
 
-    fit = fit_weight_rule(objective, config=FitConfig(**FIT))
+    fit = fit_weight_rule(objective, config=FitConfig(**fit_settings))
     print(f"{name}: fitted rule {fit.to_dict()['best']} -> {fit.best_value:.3f} on tuning seeds "
           f"(hand-set coefficients {fit.start_value:.3f})", flush=True)
     return fit
@@ -194,7 +194,7 @@ def main() -> int:
     from multiprocessing import get_context
 
     stores = args.stores.split(",")
-    FIT["generations"] = args.fit_generations
+    fit_settings = {**FIT, "generations": args.fit_generations}
     report_seeds = REPORT_SEEDS[: args.report_seeds]
     t0 = time.perf_counter()
     pool = get_context("spawn").Pool(args.workers) if args.workers > 1 else None
@@ -213,7 +213,7 @@ def main() -> int:
 
     # The three stores' searches run side by side, each handing its generations to the pool.
     with ThreadPoolExecutor(len(stores)) as threads:
-        fits = dict(zip(stores, threads.map(lambda s: fit_store(s, mapper), stores), strict=True))
+        fits = dict(zip(stores, threads.map(lambda s: fit_store(s, mapper, fit_settings), stores), strict=True))
     fit_seconds = time.perf_counter() - t0
     report = {s: {} for s in stores}
     tasks = [(s, seed, ("greedy", best[s], "dynamic", "learned", ("fitted", fitted_config(fits[s].best))))
@@ -228,7 +228,7 @@ def main() -> int:
 
     results: dict = {"protocol": {"rounds": ROUNDS, "tuning_seeds": list(TUNING_SEEDS),
                                   "report_seeds": list(report_seeds), "fixed": list(FIXED), "metrics": list(METRICS),
-                                  "workers": args.workers, "fit": FIT}, "stores": {}}
+                                  "workers": args.workers, "fit": fit_settings}, "stores": {}}
     run_seconds = shopper_rounds = 0.0
     for s in stores:
         _, raw = load_store(s)

@@ -28,7 +28,12 @@ import numpy as np
 
 from shoprec.errors import ConfigError, DataError, check_float
 
-__all__ = ["FITTED_WEIGHTS", "WeightConfig", "check_override", "exploration_weight"]
+__all__ = ["COEFFICIENTS", "FITTED_WEIGHTS", "WeightConfig", "check_override", "exploration_weight"]
+
+
+COEFFICIENTS: tuple[str, ...] = ("base", "history", "variance", "drift", "payoff")
+"""The rule's logit coefficients, in order: what `shoprec.simulation.fit` fits and the service's
+`weight_coefficients` setting lists; the signal settings are not among them."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class WeightConfig:
 
     def __post_init__(self) -> None:
         where = "WeightConfig"
-        for name in ("base", "history", "variance", "drift", "payoff"):
+        for name in COEFFICIENTS:
             check_float(name, getattr(self, name), -50.0, 50.0, where)
         check_float("history_scale", self.history_scale, 1e-6, 1e9, where)
         check_float("payoff_prior", self.payoff_prior, 1e-6, 1e9, where)

@@ -193,12 +193,12 @@ class ServeSettings:
         """The fitted rule's `WeightConfig`: `weight_coefficients`, or the shipped fit."""
         from dataclasses import replace
 
+        from shoprec.explore.weighting import COEFFICIENTS as names
         from shoprec.explore.weighting import FITTED_WEIGHTS
 
         text = self.weight_coefficients.strip()
         if not text:
             return FITTED_WEIGHTS
-        names = ("base", "history", "variance", "drift", "payoff")
         parts = [p.strip() for p in text.split(",")]
         try:
             values = [float(p) for p in parts]

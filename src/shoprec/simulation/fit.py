@@ -23,14 +23,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from shoprec.errors import ConfigError, check_float
-from shoprec.explore.weighting import WeightConfig
+from shoprec.errors import ConfigError, check_float, check_int
+from shoprec.explore.weighting import COEFFICIENTS, WeightConfig
 
 __all__ = ["COEFFICIENTS", "FitConfig", "WeightFit", "fit_weight_rule"]
-
-COEFFICIENTS: tuple[str, ...] = ("base", "history", "variance", "drift", "payoff")
-"""The `WeightConfig` fields the fit moves, in order; the signal settings stay as they are."""
-
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -50,14 +46,11 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         where = "FitConfig"
-        for name, low in (("generations", 1), ("population", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"The '{name}' parameter of {where} must be an integer >= {low}. Got {value!r} instead.")
+        check_int("generations", self.generations, 1, 10_000, where)
+        check_int("population", self.population, 2, 10_000, where)
         check_float("sigma", self.sigma, 1e-6, 50.0, where)
         check_float("bound", self.bound, 1e-6, 50.0, where)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"The 'seed' parameter of {where} must be an integer >= 0. Got {self.seed!r} instead.")
+        check_int("seed", self.seed, 0, 2**31 - 2, where)  # cma takes seed + 1 below 2**31
 
 
 @dataclass(frozen=True)
