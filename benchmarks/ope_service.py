@@ -1,15 +1,17 @@
 """`shoprec ope` on a log the service wrote itself, against a click model whose truth is known.
 
     python benchmarks/ope_service.py [--shoppers 150] [--slates 4] [--epsilon 0.2] [--db PATH]
-                                     [--seed 0] [--json FILE]
+                                     [--weight-rule fixed|fitted] [--seed 0] [--json FILE]
 
-The service (`create_app`, SQLite, item-kNN on the bundled Online Retail shop, its fixed rule:
-epsilon-greedy at --epsilon, explore budget 3) serves slates of 10 through its HTTP API in
+The service (`create_app`, SQLite, item-kNN on the bundled Online Retail shop, explore budget 3;
+`--weight-rule fixed`: epsilon-greedy at --epsilon; `--weight-rule fitted`: the default served
+rule, epsilon-greedy slots at a per-shopper, per-request weight) serves slates of 10 through its HTTP API in
 process to demo shoppers whose last 8 events were imported. Each shown item is clicked with
 probability 0.25 / (slot + 1), times 0.6 when it was an exploratory item, and the click is sent
 back with the slate's impression id. Then `shoprec ope` estimates logged, greedy and fixed:EPS
 from the database, and the click model's true value of each target is printed beside it:
-sum over slots of 0.25 / (slot + 1) * (1 - 0.4 P(the target explores the slot)).
+sum over slots of 0.25 / (slot + 1) * (1 - 0.4 P(the target explores the slot)); for the
+fitted rule's own ("logged") value, its mean over the slates at each slate's logged weight.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ADMIN = {"X-API-Key": "bench-admin-key-0123456789abcdef"}
 K, BASE, EXPLORED_FACTOR = 10, 0.25, 0.6
 
 
-def fill(url: str, shoppers: int, slates: int, epsilon: float, seed: int) -> int:
+def fill(url: str, shoppers: int, slates: int, epsilon: float, seed: int, weight_rule: str = "fixed") -> int:
     """Serve and click through the API; returns the clicks sent."""
     from serve_helpers import ASGIClient
 
@@ -39,7 +41,7 @@ def fill(url: str, shoppers: int, slates: int, epsilon: float, seed: int) -> int
     from shoprec.serve.settings import ServeSettings
 
     data = load_demo().dataset()
-    settings = ServeSettings(database_url=url, admin_key=ADMIN["X-API-Key"], weight_rule="fixed", epsilon=epsilon,
+    settings = ServeSettings(database_url=url, admin_key=ADMIN["X-API-Key"], weight_rule=weight_rule, epsilon=epsilon,
                              explore_budget=3, exploration=None)
     client = ASGIClient(create_app(settings, pseudonymizer=Pseudonymizer.from_secret("b" * 32, key_id="bench"),
                                    model=ItemKNN(neighbors=50).fit(data)))
@@ -79,11 +81,22 @@ def truth(epsilon: float) -> float:
     return float((rate * (1 - (1 - EXPLORED_FACTOR) * p_explore[0])).sum())
 
 
+def slate_weights(url: str) -> np.ndarray:
+    """Each logged slate's exploration weight, as the service stored it."""
+    import sqlite3
+
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        rows = conn.execute("SELECT impression_id, MAX(weight) FROM impressions GROUP BY impression_id").fetchall()
+    return np.array([w for _, w in rows], np.float64)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shoppers", type=int, default=150)
     parser.add_argument("--slates", type=int, default=4, help="slates per shopper")
     parser.add_argument("--epsilon", type=float, default=0.2, help="the service's fixed exploration rate")
+    parser.add_argument("--weight-rule", choices=("fixed", "fitted"), default="fixed",
+                        help="the service's rule: fixed epsilon, or the default fitted per-shopper weight")
     parser.add_argument("--db", default=None, help="keep the database here (default: a temporary file)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
@@ -94,14 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     targets = ["logged", "greedy", "fixed:0.05", "fixed:0.5"]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{args.db or Path(tmp) / 'ope.db'}"
-        clicks = fill(url, args.shoppers, args.slates, args.epsilon, args.seed)
-        print(f"{args.shoppers} shoppers x {args.slates} slates of {K}, fixed rule at {args.epsilon}: {clicks} clicks")
+        clicks = fill(url, args.shoppers, args.slates, args.epsilon, args.seed, args.weight_rule)
+        rule = f"fixed rule at {args.epsilon}" if args.weight_rule == "fixed" else "fitted rule"
+        print(f"{args.shoppers} shoppers x {args.slates} slates of {K}, {rule}: {clicks} clicks")
+        logged_weights = slate_weights(url)
         out = Path(args.json) if args.json else Path(tmp) / "ope.json"
         code = shoprec(["ope", "--db", url, "--policy", ",".join(targets), "--json", str(out), "--quiet"])
         if code:
             return code
-    eps = {"logged": args.epsilon, "greedy": 0.0, "fixed:0.05": 0.05, "fixed:0.5": 0.5}
-    print("\ntrue value of the click model: " + ", ".join(f"{t} {truth(eps[t]):.4f}" for t in targets))
+    values = {"logged": float(np.mean([truth(w) for w in logged_weights])), "greedy": truth(0.0),
+              "fixed:0.05": truth(0.05), "fixed:0.5": truth(0.5)}
+    print(f"\nlogged weights: mean {np.mean(logged_weights):.3f}, range [{np.min(logged_weights):.3f}, "
+          f"{np.max(logged_weights):.3f}] over {len(logged_weights)} slates")
+    print("true value of the click model: " + ", ".join(f"{t} {values[t]:.4f}" for t in targets))
     return 0
 
 

@@ -85,6 +85,17 @@ def test_ips_and_snips_of_greedy_and_fixed_rates_match_the_hand_computation(tmp_
     assert got["fixed:0.2"]["estimates"]["ips"]["estimate"] == pytest.approx(expected)
 
 
+def test_slates_of_the_served_fitted_rule_are_evaluated_like_epsilon_greedy_at_their_logged_weight(tmp_path):
+    # The default rule explores each budget slot with its per-request weight and draws the item
+    # uniformly, as egreedy does: at the same logged weight, the same figures.
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    _write_log(url, policy="fitted", weight=0.1)
+    got = _ope(tmp_path, url, "fixed:0.1,fixed:0.2")
+    assert got["fixed:0.1"]["estimates"]["ips"]["estimate"] == pytest.approx(2.0)
+    expected = ((1 + 0.64 / 0.81) + (0.36 / 0.19 + 0.32 / 0.18)) / 2
+    assert got["fixed:0.2"]["estimates"]["ips"]["estimate"] == pytest.approx(expected)
+
+
 def test_the_intervals_bracket_the_estimates_and_dm_and_dr_are_reported(tmp_path, log_url):
     got = _ope(tmp_path, log_url, "greedy")["greedy"]["estimates"]
     assert set(got) == {"ips", "snips", "dm", "dr"}

@@ -114,6 +114,18 @@ def test_reward_model_learns_slot_effects():
     assert pred[0, 0] > pred[1, 0] and pred[0, 0] > pred[0, 1]
 
 
+def test_reward_model_predicts_rare_rewards_at_their_rate():
+    # Clicks at about 1 in 1,500 slots: the unpenalised intercept keeps the mean prediction at the
+    # observed rate (penalised per-slot intercepts nearly doubled it).
+    rng = np.random.default_rng(0)
+    n = 120_000
+    x = rng.normal(size=(n, 5))
+    slots = rng.integers(0, 10, size=n)
+    y = (rng.random(n) < 0.0005 * np.exp(0.3 * x[:, 0])).astype(float)
+    pred = RewardModel().fit(x, slots, y, n_slots=10).predict(x)[np.arange(n), slots]
+    assert pred.mean() == pytest.approx(y.mean(), rel=0.1)
+
+
 GOOD = {"rewards": [1.0, 0.0, 1.0], "logging_propensity": [0.5, 0.25, 0.5], "target_propensity": [1.0, 0.0, 0.5]}
 
 

@@ -17,7 +17,9 @@ action. This module computes those probabilities for the targets that the log ca
   approximation, and needs no knowledge of the exploration budget.
 - `fixed:EPS`: epsilon-greedy at a fixed rate EPS per budget slot, choosing exploratory items the
   way the logging policy did. Only computable on slates logged by an epsilon-greedy policy (the
-  service's "fixed" rule, label `egreedy:...`, and the "learned" rule, label `learned`): their
+  service's "fixed" rule, label `egreedy:...`, its default "fitted" rule, label `fitted`, whose
+  weight varies per request but whose slots explore the same way, and the "learned" rule, label
+  `learned`): their
   number of exploration slots is Binomial(budget, w), w the logged `weight`, and given that an
   exploration slot explores, which item it shows does not depend on w. So in an explored slot
   the weight is P_EPS(slot explores) / P_w(slot explores), and in an exploit slot the target
@@ -78,8 +80,15 @@ PROPENSITY_TOLERANCE = 1e-6
 
 
 def is_epsilon_greedy(label: str) -> bool:
-    """Whether a logged `policy` label is an epsilon-greedy rule (fixed `egreedy:EPS`, or `learned`)."""
-    return label.startswith("egreedy") or label == "learned"
+    """Whether a logged `policy` label is an epsilon-greedy rule (fixed `egreedy:EPS`, `fitted`
+    or `learned`)."""
+    return explores_uniformly(label) or label == "learned"
+
+
+def explores_uniformly(label: str) -> bool:
+    """Whether a logged `policy` label's exploration slots draw uniformly from the candidates
+    outside the exploit top-k (`egreedy:EPS` and `fitted`; `learned` fills them in LinUCB order)."""
+    return label.startswith("egreedy") or label == "fitted"
 
 
 @dataclass(frozen=True)
@@ -225,8 +234,8 @@ def _targets(log: LoggedSlates, target: TargetPolicy, budget: int) -> tuple[np.n
         not_eg = sorted({str(p) for p in log.policy if not is_epsilon_greedy(str(p))})
         if not_eg:
             raise DataError(
-                f"fixed:EPS can only be evaluated on slates of an epsilon-greedy policy (labels 'egreedy:...' or "
-                f"'learned'); the log also holds slates of {not_eg}. Select them with --policy-logged, or "
+                f"fixed:EPS can only be evaluated on slates of an epsilon-greedy policy (labels 'egreedy:...', "
+                f"'fitted' or 'learned'); the log also holds slates of {not_eg}. Select them with --policy-logged, or "
                 "evaluate 'greedy', which every log supports.")
         if np.isnan(np.asarray(log.weight, np.float64)).any():
             raise DataError("fixed:EPS needs each slate's logged exploration weight; some slates have none.")
@@ -265,7 +274,7 @@ def _caps(log: LoggedSlates, rows: np.ndarray, s: int, budget: int) -> np.ndarra
     outside the exploit top-k), the n of its binomial. The log does not hold the candidates, so
     the cap is the largest in [0, budget] that reproduces the slate's logged propensities: the
     exploit slots' exactly; an explored slot's as P(slot explores) / outside candidates (uniform
-    order, `egreedy`: exactly with cap outside candidates when cap < budget, at most with cap
+    order, `egreedy` and `fitted`: exactly with cap outside candidates when cap < budget, at most with cap
     when cap = budget) or as P(slot explores) (LinUCB order, `learned`). None fitting is an error:
     the budget given is not the service's."""
     b = len(_layout(s, budget)[2])
@@ -274,7 +283,8 @@ def _caps(log: LoggedSlates, rows: np.ndarray, s: int, budget: int) -> np.ndarra
     exploit = slot & ~explored
     p0 = log.propensity[rows, :s]
     ranks = np.clip(_logged_ranks(log)[rows, :s], 0, s - 1)
-    uniform = np.char.startswith(log.policy[rows].astype(str), "egreedy")[:, None]
+    labels, label_of = np.unique(log.policy[rows].astype(str), return_inverse=True)
+    uniform = np.array([explores_uniformly(str(label)) for label in labels], bool)[label_of][:, None]
     weight = np.asarray(log.weight, np.float64)[rows]
     fits = np.zeros((len(rows), b + 1), bool)
     tol = PROPENSITY_TOLERANCE

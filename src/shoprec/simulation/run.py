@@ -9,6 +9,7 @@ evaluation. Same seed, same run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -117,21 +118,26 @@ def simulate(
     pools: PoolConfig | None = None,
     record_log: bool = False,
     propensities: bool | None = None,
+    shadow: Callable[[int, Policy, np.ndarray, Candidates, np.ndarray, np.ndarray], None] | None = None,
 ) -> SimulationResult:
     """Run one policy for `rounds` rounds; every shopper gets one slate per round.
 
     record_log keeps the impression log (with propensities); propensities (default: record_log)
-    computes Monte-Carlo propensities of randomised policies, the costly part.
+    computes Monte-Carlo propensities of randomised policies, the costly part. shadow, when
+    given, is called every round as shadow(round, policy, shopper rows, candidates, scores,
+    repeat) after the slates are drawn and before the policy learns from them: the policy's
+    state at the time of the request, which off-policy validation uses to ask what another
+    exploration weight would have shown on the same requests.
     """
     rounds = check_int("rounds", rounds, 1, 1_000_000, "simulate")
     from threadpoolctl import threadpool_limits
 
     # Many small matrix products: one BLAS thread is faster, and fair to a shared machine.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _simulate(store, policy, rounds, seed, pools or PoolConfig(), record_log, propensities)
+        return _simulate(store, policy, rounds, seed, pools or PoolConfig(), record_log, propensities, shadow)
 
 
-def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> SimulationResult:
+def _simulate(store, policy, rounds, seed, pools, record_log, propensities, shadow) -> SimulationResult:
     t0 = time.perf_counter()
     pol = fresh_policy(store, policy) if isinstance(policy, PolicyConfig) else policy
     k = pol.config.slate.k
@@ -199,6 +205,8 @@ def _simulate(store, policy, rounds, seed, pools, record_log, propensities) -> S
             q = np.where(cand.valid, np.take_along_axis(probs, np.maximum(cand.items, 0), axis=1), 0.0)
             log_parts.append((np.full(n, t), rows.copy(), cand, scores, repeat, q, slates.columns,
                               slates.propensities, clicks.astype(np.float64)))
+        if shadow is not None:
+            shadow(t, pol, rows, cand, scores, repeat)
         pol.feedback(slates, clicks.astype(np.float64))
         exposure *= store.config.fatigue_recovery
         np.add.at(exposure, (np.repeat(rows, k)[shown.ravel()], items[shown]), np.broadcast_to(exam, (n, k))[shown])

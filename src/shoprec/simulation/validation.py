@@ -3,13 +3,22 @@
 A logging policy writes impressions with its propensities; each target policy's value is
 estimated from that log (IPS, SNIPS, DM, DR, and replay for uniform logs) and compared with its
 true value on the same requests, which the simulator knows.
+
+Two kinds of target. A target policy given on its own (`targets`) is frozen in the state it is
+given in, while the logger learns online: once the logger's ranking has moved away from the
+target's, much of what the target would show was never logged in that slot, and no estimator
+can recover it (deficient support). A shadow weight (`shadow_weights`) asks the question a shop
+asks of its own log: what would the same model, in the logger's own state at each request, have
+earned with its exploration weight fixed at w (0: greedy), that is, only the exploration
+differs. That is also what `shoprec ope --policy greedy,fixed:EPS` estimates from the service's
+impressions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shoprec.errors import DataError, EmptyDataError
+from shoprec.errors import ConfigError, DataError, EmptyDataError, check_float
 from shoprec.evaluate.ope import RewardModel, direct_method, doubly_robust, ips, replay, snips
 from shoprec.explore.config import PolicyConfig
 from shoprec.explore.policies import Policy
@@ -29,10 +38,16 @@ def off_policy_validation(
     n_samples: int = 100,
     n_bootstrap: int = 500,
     chunk: int = 1000,
+    shadow_weights: tuple[float, ...] = (),
 ) -> dict[str, dict[str, dict]]:
     """Log `rounds` rounds of `logger`, estimate each target's value from that log with IPS,
     SNIPS, DM and DR (and replay when the logger is uniform, uniform_mix = 1), and compare with
     the simulator's truth.
+
+    shadow_weights: exploration weights w in [0, 1]; each adds the target "weight:w", the
+    logger's own policy in its state at each request with its weight overridden by w (exact
+    distributions, so the logger must be an epsilon-greedy kind: egreedy, or dynamic or learned
+    with epsilon-greedy slots).
 
     A target is a Policy in the state it is in (for example at the end of its own online run; a
     PolicyConfig starts from the prior), frozen: its value is the expected clicks per slate,
@@ -42,7 +57,18 @@ def off_policy_validation(
     embedding, item embedding x the shopper's history mean, slot).
     Returns {target: {estimator: Estimate.as_dict(truth)}}.
     """
-    log = simulate(store, logger, rounds, seed, record_log=True).log
+    weights = tuple(check_float("shadow weight", w, 0.0, 1.0, "off_policy_validation") for w in shadow_weights)
+    if weights and not logger.epsilon_greedy:
+        raise ConfigError(f"shadow_weights need a logger with epsilon-greedy slots (exact distributions); "
+                          f"{logger.name!r} is not one.")
+    shadow_parts: list[list[np.ndarray]] = [[] for _ in weights]
+
+    def shadow(t, pol, rows, cand, scores, repeat) -> None:
+        for part, w in zip(shadow_parts, weights):
+            part.append(pol.action_distribution(rows, cand, scores, None, override=w, repeat=repeat)
+                        .astype(np.float32))
+
+    log = simulate(store, logger, rounds, seed, record_log=True, shadow=shadow if weights else None).log
     keep = (log.columns >= 0).all(axis=1)
     n_req, k = int(keep.sum()), log.columns.shape[1]
     if n_req == 0:
@@ -61,18 +87,27 @@ def off_policy_validation(
     true_q = log.exam[None, :, None] * log.q_true[keep][:, None, :]
     rng = np.random.default_rng([seed, 3])
     pieces = [np.arange(s, min(s + chunk, n_req)) for s in range(0, n_req, chunk)]
+    opts = {"n_bootstrap": n_bootstrap, "seed": seed}
+
+    def estimate(dist: np.ndarray) -> dict[str, dict]:
+        truth = float((dist * true_q).sum(axis=(1, 2)).mean())
+        pe = dist[rows, slot, columns]
+        estimates = [ips(rewards, propensities, pe, **opts), snips(rewards, propensities, pe, **opts),
+                     direct_method(dist, hat, **opts), doubly_robust(rewards, columns, propensities, dist, hat, **opts)]
+        return {e.estimator: e.as_dict(truth) for e in estimates}
+
     out: dict[str, dict[str, dict]] = {}
+    for w, part in zip(weights, shadow_parts):
+        width = cand.items.shape[1]
+        dist = np.concatenate([np.pad(d, ((0, 0), (0, 0), (0, width - d.shape[2]))) for d in part])[keep]
+        out[f"weight:{w:g}"] = estimate(dist.astype(np.float64))
     for target in targets:
         pol = target if isinstance(target, Policy) else fresh_policy(store, target)
         cfg = pol.config
         dist = np.concatenate([pol.action_distribution(shopper[c], cand.take(c), scores[c], rng, n_samples,
                                                        repeat=repeat[c]) for c in pieces])
-        truth = float((dist * true_q).sum(axis=(1, 2)).mean())
-        pe = dist[rows, slot, columns]
-        opts = {"n_bootstrap": n_bootstrap, "seed": seed}
-        estimates = [ips(rewards, propensities, pe, **opts), snips(rewards, propensities, pe, **opts),
-                     direct_method(dist, hat, **opts), doubly_robust(rewards, columns, propensities, dist, hat, **opts)]
-        out[cfg.name] = {e.estimator: e.as_dict(truth) for e in estimates}
+        out[cfg.name] = estimate(dist)
+        truth = out[cfg.name]["ips"]["truth"]
         if logger.uniform_mix == 1.0:
             chosen = np.concatenate([pol.recommend(shopper[c], cand.take(c), scores[c], rng, propensities=False,
                                                    repeat=repeat[c]).columns for c in pieces])
