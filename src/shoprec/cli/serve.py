@@ -163,9 +163,13 @@ def _run_workers(args: argparse.Namespace, settings, url: str) -> int:
         env["model_dir"] = settings.model_dir
     for key, value in env.items():
         os.environ[f"SHOPREC_{key.upper()}"] = str(value)
+    from shoprec.serve.workers import serve_workers
+
+    config = uvicorn.Config("shoprec.serve.app:app_from_env", factory=True, workers=args.workers, host=settings.host,
+                            port=settings.port, access_log=args.access_log, ws="none",
+                            http="shoprec.serve.http_protocol:DeadlineProtocol",
+                            timeout_keep_alive=settings.idle_timeout_s, log_level="warning" if args.quiet else "info")
     print(f"shoprec service on {url} with {args.workers} workers", flush=True)
-    uvicorn.run("shoprec.serve.app:app_from_env", factory=True, workers=args.workers, host=settings.host,
-                port=settings.port, access_log=args.access_log, ws="none",
-                http="shoprec.serve.http_protocol:DeadlineProtocol", timeout_keep_alive=settings.idle_timeout_s,
-                log_level="warning" if args.quiet else "info")
+    # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections evenly.
+    serve_workers(config)
     return 0
