@@ -82,12 +82,10 @@ def truth(epsilon: float) -> float:
 
 
 def slate_weights(url: str) -> np.ndarray:
-    """Each logged slate's exploration weight, as the service stored it."""
-    import sqlite3
+    """Each logged slate's exploration weight, as the service stored it (read-only)."""
+    from shoprec.serve.storage.logged import read_logged_slates
 
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        rows = conn.execute("SELECT impression_id, MAX(weight) FROM impressions GROUP BY impression_id").fetchall()
-    return np.array([w for _, w in rows], np.float64)
+    return np.asarray(read_logged_slates(url).weight, np.float64)
 
 
 def main(argv: list[str] | None = None) -> int:

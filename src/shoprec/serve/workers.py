@@ -5,7 +5,7 @@ whichever worker's event loop wakes first accepts a new connection. Keep-alive c
 the worker that accepted them, so a burst of connections can land on one worker and leave the
 other idle for the whole life of the connections: with 16 keep-alive clients on 2 workers we
 counted 9:7, 14:2 and 13:3 splits (`ss`), and one benchmark cell served 89 requests/s, the
-throughput of a single worker, against 145-164 in the other runs.
+throughput of a single worker, against 142-164 in the other runs.
 
 Here uvicorn's own supervisor (`uvicorn.supervisors.Multiprocess`: spawning, health pings,
 restarts, signals) runs the workers, but each worker binds its own socket with SO_REUSEPORT

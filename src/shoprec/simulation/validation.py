@@ -45,9 +45,9 @@ def off_policy_validation(
     the simulator's truth.
 
     shadow_weights: exploration weights w in [0, 1]; each adds the target "weight:w", the
-    logger's own policy in its state at each request with its weight overridden by w (exact
-    distributions, so the logger must be an epsilon-greedy kind: egreedy, or dynamic or learned
-    with epsilon-greedy slots).
+    logger's own policy in its state at each request with its weight overridden by w (its
+    uniform_mix, if any, kept; exact distributions, so the logger must be an epsilon-greedy kind:
+    egreedy, or dynamic or learned with epsilon-greedy slots).
 
     A target is a Policy in the state it is in (for example at the end of its own online run; a
     PolicyConfig starts from the prior), frozen: its value is the expected clicks per slate,
