@@ -27,6 +27,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listening_processes(port: int) -> int:
+    """How many processes hold a listening socket on the port (`ss`)."""
+    held = subprocess.run(["ss", "-tlnpH", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
+    return len(set(re.findall(r"pid=(\d+)", held)))
+
+
 def test_two_reuse_port_sockets_listen_on_one_port():
     port = _free_port()
     first, second = reuse_port_socket("127.0.0.1", port), reuse_port_socket("127.0.0.1", port)
@@ -74,7 +80,12 @@ def test_keep_alive_connections_reach_both_workers(tmp_path, synthetic_shop):
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        time.sleep(3)  # both workers up (the first answering does not mean the second listens)
+        # The first worker answering does not mean the second listens yet (it may still be
+        # loading): wait until both workers' sockets are listening.
+        while _listening_processes(port) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, f"{_listening_processes(port)} of 2 workers listen"
+            time.sleep(0.3)
         # 24 keep-alive clients connect in a burst, as a load generator's do.
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=ADMIN, timeout=10) for _ in range(24)]
         for c in clients:
