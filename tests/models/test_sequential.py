@@ -20,7 +20,7 @@ from shoprec.models.caser import Caser
 from shoprec.models.ncf import NCF
 from shoprec.models.neural.device import resolve_device
 from shoprec.models.neural.distributed import epoch_batches, epoch_order
-from shoprec.models.neural.sequences import gap_buckets
+from shoprec.models.neural.sequences import gap_buckets, pad_left
 from shoprec.models.transformer import TransformerRecommender
 
 FAST = {"epochs": 3, "batch_size": 4, "device": "cpu", "seed": 0}
@@ -157,6 +157,21 @@ def test_a_position_never_sees_the_events_after_it(tiny_shop, block):
         hidden_changed = net(later_changed, torch.ones_like(items), zeros)
     torch.testing.assert_close(hidden[0, 2:5], hidden_changed[0, 2:5])
     assert not torch.allclose(hidden[0, 5:], hidden_changed[0, 5:])
+
+
+@pytest.mark.parametrize("block", ["sasrec", "pre_ln"])
+def test_short_histories_are_encoded_only_as_wide_as_the_longest_and_mean_the_same(tiny_shop, block):
+    # The request path pads a batch only to its longest history; the states must equal those
+    # of the same histories padded to max_len (what training and older releases read).
+    model = transformer(block=block, n_layers=2, max_len=8, time_gaps=False, epochs=1).fit(tiny_shop)
+    histories = [np.array([3, 5, 2]), np.array([1]), np.array([4, 0, 6, 2, 1])]
+    events = [np.ones(len(h), np.int64) for h in histories]
+    trimmed = model.encode_histories(histories, events)
+    items, evs = torch.as_tensor(pad_left(histories, 8, 1)), torch.as_tensor(pad_left(events, 8, 1))
+    with torch.no_grad():
+        wide = model.net_(items, evs, torch.zeros_like(items))[:, -1]
+    assert items.shape[1] > max(len(h) for h in histories)
+    torch.testing.assert_close(trimmed, wide, rtol=1e-5, atol=1e-5)
 
 
 def test_time_gaps_are_bucketed_by_log2_seconds():

@@ -107,6 +107,10 @@ class _SASRecBlock(nn.Module):
 class _CausalTransformer(nn.Module):
     """Embeddings + causal Transformer blocks; scores are dot products with item embeddings."""
 
+    drops_left_padding = True
+    """Columns that are padding in every row may be dropped: positions count back from the newest
+    event and causal attention never reaches a padded key, so the states do not change."""
+
     def __init__(
         self,
         n_items: int,

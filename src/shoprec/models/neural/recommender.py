@@ -148,6 +148,10 @@ class NeuralSequenceRecommender(Recommender):
         if net.training:  # eval() walks every submodule: ~1 ms a call, on every request
             net.eval()
         width = self.config_.max_len
+        if getattr(net, "drops_left_padding", False):
+            # Only as wide as the longest history: a request's few events padded to max_len
+            # cost the network max_len positions for nothing (and training reads batches so).
+            width = max(1, min(width, max((len(h) for h in histories), default=1)))
         items = pad_left(histories, width, 1)
         if events is None:
             evs = pad_left([np.full(len(h), self.default_event_) for h in histories], width, 1)
