@@ -29,18 +29,20 @@ SLATES = {
 
 
 def _write_log(url: str, slates=SLATES, created_at: int = 1_700_000_000, weight: float = 0.1,
-               policy: str = "egreedy:0.1") -> None:
+               policy: str = "egreedy:0.1", shoppers: dict[str, str] | None = None) -> None:
+    """shoppers: the shopper of each slate id (default: shopper "p.<id>", one slate each)."""
     store = Store(url)
     store.migrate()
     events = []
     for sid, slate in slates.items():
+        shopper = (shoppers or {}).get(sid, f"p.{sid}")
         store.log_impressions([
-            {"impression_id": sid, "position": j, "shopper": f"p.{sid}", "item_id": f"{sid}{j}", "score": 0.1,
+            {"impression_id": sid, "position": j, "shopper": shopper, "item_id": f"{sid}{j}", "score": 0.1,
              "propensity": p, "explored": x, "reason": "explore" if x else "exploit", "policy": policy,
              "model": "v1", "created_at": created_at, "z": -1.0, "weight": weight, "experiment": None,
              "variant": None}
             for j, (p, x) in enumerate(zip(slate["propensity"], slate["explored"]))])
-        events += [{"event_id": f"{sid}-{j}", "shopper": f"p.{sid}", "item_id": f"{sid}{j}", "event": "view",
+        events += [{"event_id": f"{sid}-{j}", "shopper": shopper, "item_id": f"{sid}{j}", "event": "view",
                     "ts": created_at + 5, "value": None, "impression_id": sid} for j in slate["clicked"]]
     # Not rewards: an event on an item the slate did not show, and one from another shopper.
     events += [{"event_id": f"stray-{created_at}", "shopper": "p.a", "item_id": "b0", "event": "view", "ts": created_at + 6,
@@ -102,6 +104,27 @@ def test_the_intervals_bracket_the_estimates_and_dm_and_dr_are_reported(tmp_path
     for est in got.values():
         assert est["ci95"][0] <= est["estimate"] <= est["ci95"][1]
         assert est["n"] == 2
+
+
+def test_the_intervals_resample_shoppers_unless_told_to_resample_slates(tmp_path):
+    # Two shoppers with four copies of their slate each: resampling shoppers draws each one's four
+    # slates together, so a resample is all of one shopper a quarter of the time each way, and
+    # the interval spans both shoppers' values; resampling the eight slates one by one rarely
+    # draws all from one shopper.
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    slates = {f"{sid}{copy}": SLATES[sid] for sid in SLATES for copy in range(4)}
+    _write_log(url, slates, shoppers={sid: f"p.{sid[0]}" for sid in slates})
+    by_shopper = _ope(tmp_path, url, "greedy")["greedy"]["estimates"]["ips"]
+    by_slate = _ope(tmp_path, url, "greedy", "--resample", "slates")["greedy"]["estimates"]["ips"]
+    assert by_shopper["estimate"] == by_slate["estimate"] and by_shopper["n"] == by_slate["n"] == 8
+    assert by_shopper["ci95"][0] < by_slate["ci95"][0] and by_slate["ci95"][1] < by_shopper["ci95"][1]
+
+
+def test_an_unknown_resampling_unit_is_refused_by_name(log_url, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["ope", "--db", log_url, "--policy", "greedy", "--resample", "days"])
+    assert exit_.value.code == 2
+    assert "argument --resample: invalid choice: 'days' (choose from 'shoppers', 'slates')" in capsys.readouterr().err
 
 
 def test_purchase_rewards_count_only_purchases(tmp_path, log_url):

@@ -153,6 +153,37 @@ def test_invalid_inputs_raise_data_errors_naming_the_problem(estimator, change, 
     assert str(info.value) == message
 
 
+def test_one_request_per_group_resamples_exactly_like_requests():
+    log = synthetic_log(seed=3, n=500)
+    plain = ips(log["rewards"], log["p0"], log["pe"], n_bootstrap=200, seed=4)
+    grouped = ips(log["rewards"], log["p0"], log["pe"], n_bootstrap=200, seed=4, groups=np.arange(500))
+    assert grouped.ci == plain.ci and grouped.value == plain.value
+
+
+def test_resampling_shoppers_covers_when_a_shoppers_requests_are_correlated_and_requests_do_not():
+    # 100 shoppers with 20 slates each and their own click rate (Beta(2, 8)): the slates of one
+    # shopper are correlated (design effect about 2.7), so an interval that resamples slates one
+    # by one is too narrow by about 1.65x; resampling shoppers is what keeps 95%.
+    covered = {"slates": 0, "shoppers": 0}
+    reps, n_shoppers, each = 200, 100, 20
+    shopper = np.repeat(np.arange(n_shoppers), each)
+    for rep in range(reps):
+        rng = np.random.default_rng(rep)
+        rate = rng.beta(2.0, 8.0, n_shoppers)
+        rewards = (rng.random(n_shoppers * each) < rate[shopper]).astype(float)
+        ones = np.ones_like(rewards)
+        for resample, groups in (("slates", None), ("shoppers", shopper)):
+            est = ips(rewards, ones, ones, n_bootstrap=200, seed=rep, groups=groups)
+            covered[resample] += est.covers(0.2)  # the population's mean rate, 2 / (2 + 8)
+    assert covered["shoppers"] / reps >= 0.9, covered
+    assert covered["slates"] / reps <= 0.85, covered
+
+
+def test_groups_must_label_every_request():
+    with pytest.raises(DataError, match=r"groups must have one label per request, shape \(3,\)"):
+        ips([1.0, 0.0, 1.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], groups=[1, 2])
+
+
 def test_empty_logs_and_bad_bootstrap_settings_are_rejected():
     with pytest.raises(EmptyDataError, match="at least one logged request"):
         ips([], [], [])

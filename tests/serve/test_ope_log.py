@@ -48,6 +48,9 @@ def test_logged_ips_equals_the_clicks_per_slate_that_were_sent(egreedy_client, d
     log = read_logged_slates(database_url)
     report = evaluate_logged(log, TargetPolicy.parse("logged"), n_bootstrap=100)
     assert len(log) == sent["slates"]
+    # Each slate names its shopper (a pseudonym): 40 shoppers with 3 slates each, whom the
+    # intervals resample together.
+    assert len(set(log.shopper)) == 40 and all(np.unique(log.shopper, return_counts=True)[1] == 3)
     assert report.observed == pytest.approx(len(sent["clicks"]) / sent["slates"])
     assert report.estimates["ips"].value == pytest.approx(report.observed)
     assert report.estimates["dr"].value == pytest.approx(report.observed)  # DM's error is corrected exactly

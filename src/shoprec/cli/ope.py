@@ -2,13 +2,15 @@
 
     shoprec ope --db URL --policy greedy,fixed:0.05,logged [--reward click|purchase] \\
         [--since 2026-11-01] [--until 2026-12-01] [--experiment ID [--variant V]] [--model VERSION] \\
-        [--policy-logged LABEL] [--explore-budget 3] [--bootstrap 1000] [--seed 0] [--json FILE]
+        [--policy-logged LABEL] [--explore-budget 3] [--bootstrap 1000] [--resample shoppers|slates] \\
+        [--seed 0] [--json FILE]
 
 Reads the impressions and the events attributed to them (`shoprec.serve.storage.logged`, opened
 read-only), computes each target's probability of every logged action
 (`shoprec.explore.offpolicy`, whose docstring says what each target means and what the log can
-and cannot answer), and prints IPS, SNIPS, DM and DR with 95% bootstrap intervals over slates,
-in reward per slate, with the weights' effective sample size and the share of slots the target
+and cannot answer), and prints IPS, SNIPS, DM and DR with 95% bootstrap intervals (resampling
+shoppers, each with all their slates, by default: one shopper's slates are not independent; or
+slates one by one with `--resample slates`), in reward per slate, with the weights' effective sample size and the share of slots the target
 would never show as logged.
 """
 
@@ -45,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--explore-budget", type=int, default=None,
                    help="the service's explore budget (default: $SHOPREC_EXPLORE_BUDGET, else 3); fixed:EPS needs it")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the intervals")
+    p.add_argument("--resample", choices=("shoppers", "slates"), default="shoppers",
+                   help="what the bootstrap resamples: shoppers with all their slates (default), or single slates")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--json", default=None, help="write the estimates and diagnostics as JSON")
     p.add_argument("--quiet", action="store_true")
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     log = read_logged_slates(args.db, where)
     labels = sorted({str(p) for p in log.policy})
     say(args, f"read {len(log):,} slates ({log.n_slots:,} slots) logged by {', '.join(labels)}; {where.describe()}")
-    reports = [evaluate_logged(log, t, budget, n_bootstrap=args.bootstrap, seed=args.seed) for t in targets]
+    reports = [evaluate_logged(log, t, budget, n_bootstrap=args.bootstrap, seed=args.seed, resample=args.resample)
+               for t in targets]
 
     print(f"Off-policy estimates of the {args.reward}s per slate ({where.describe()}): {len(log):,} slates, "
           f"{log.n_slots:,} slots, logged by {', '.join(labels)}; observed {reports[0].observed:.4f} per slate")

@@ -14,7 +14,10 @@ expected total reward of one slate, is estimated slot by slot:
   target's own choice equals the logged one (weighted by 1 / propensity when given, which is the
   same when every request has as many candidates).
 
-Every estimate comes with a percentile bootstrap interval over requests. Arrays of shape (n,) are
+Every estimate comes with a percentile bootstrap interval over requests, or over groups of
+requests (`groups`: one label per request, e.g. the shopper) when requests of one group are not
+independent: a shopper seen in many rounds brings correlated rewards and weights, and resampling
+their requests one by one would make the interval too narrow. Arrays of shape (n,) are
 read as one slot per request. A single-slot, k = 1 log is the usual contextual bandit.
 
 `shoprec.simulation.validation` checks the estimators against a simulated store's truth.
@@ -110,18 +113,40 @@ def _check_rewards(rewards: np.ndarray) -> None:
     _first_bad("rewards", rewards, ~np.isfinite(rewards), "finite numbers")
 
 
-def _bootstrap(n: int, n_bootstrap: int, seed: int, *columns: np.ndarray) -> list[np.ndarray]:
-    """Column sums over `n_bootstrap` resamples of the n requests (with replacement): for each
-    (n, m) array in `columns`, an (n_bootstrap, m) array."""
+def _bootstrap(n: int, n_bootstrap: int, seed: int, *columns: np.ndarray,
+               groups: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Column sums over `n_bootstrap` resamples (with replacement) of the n requests, or of the
+    groups of requests when `groups` (n,) labels them (a cluster bootstrap: the requests of one
+    shopper are resampled together). For each (n, m) array in `columns`, an (n_bootstrap, m)
+    array; and the number of requests in each resample (n_bootstrap,)."""
     check_int("n_bootstrap", n_bootstrap, 10, 1_000_000, "off-policy estimation")
     rng = np.random.default_rng(seed)
+    sizes = np.ones(n)
+    if groups is not None:
+        _, code = np.unique(groups, return_inverse=True)
+        n_groups = int(code.max()) + 1 if n else 0
+        sizes = np.bincount(code, minlength=n_groups).astype(np.float64)
+        columns = tuple(np.stack([np.bincount(code, weights=c[:, j], minlength=n_groups) for j in range(c.shape[1])],
+                                 axis=1) for c in columns)
+    units = len(sizes)
     out = [np.empty((n_bootstrap, c.shape[1])) for c in columns]
-    chunk = max(1, 2_000_000 // max(n, 1))
+    counts = np.empty(n_bootstrap)
+    chunk = max(1, 2_000_000 // max(units, 1))
     for start in range(0, n_bootstrap, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
+        idx = rng.integers(0, units, size=(min(chunk, n_bootstrap - start), units))
         for o, c in zip(out, columns):
             o[start:start + len(idx)] = c[idx].sum(axis=1)
-    return out
+        counts[start:start + len(idx)] = sizes[idx].sum(axis=1)
+    return out, counts
+
+
+def _groups(groups, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise DataError(f"groups must have one label per request, shape ({n},). Got {g.shape} instead.")
+    return g
 
 
 def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -129,22 +154,25 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _mean_estimate(name: str, per_request: np.ndarray, n_bootstrap: int, level: float, seed: int) -> Estimate:
+def _mean_estimate(name: str, per_request: np.ndarray, n_bootstrap: int, level: float, seed: int,
+                   groups=None) -> Estimate:
     check_float("level", level, 0.5, 0.999, "off-policy estimation")
-    (sums,) = _bootstrap(len(per_request), n_bootstrap, seed, per_request[:, None])
-    boot = sums[:, 0] / len(per_request)
+    (sums,), counts = _bootstrap(len(per_request), n_bootstrap, seed, per_request[:, None],
+                                 groups=_groups(groups, len(per_request)))
+    boot = sums[:, 0] / counts
     return Estimate(name, float(per_request.mean()), _interval(boot, level), len(per_request), level)
 
 
-def _ratio_estimate(name: str, num: np.ndarray, den: np.ndarray, n_bootstrap: int, level: float, seed: int) -> Estimate:
-    """sum over slots of (sum_i num_ij / sum_i den_ij), with a bootstrap over requests."""
+def _ratio_estimate(name: str, num: np.ndarray, den: np.ndarray, n_bootstrap: int, level: float, seed: int,
+                    groups=None) -> Estimate:
+    """sum over slots of (sum_i num_ij / sum_i den_ij), with a bootstrap over requests (or groups)."""
     check_float("level", level, 0.5, 0.999, "off-policy estimation")
 
     def value(n_sum: np.ndarray, d_sum: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(d_sum > 0, n_sum / np.where(d_sum > 0, d_sum, 1.0), 0.0).sum(axis=-1)
 
-    num_sums, den_sums = _bootstrap(len(num), n_bootstrap, seed, num, den)
+    (num_sums, den_sums), _ = _bootstrap(len(num), n_bootstrap, seed, num, den, groups=_groups(groups, len(num)))
     boot = value(num_sums, den_sums)
     return Estimate(name, float(value(num.sum(axis=0), den.sum(axis=0))), _interval(boot, level), len(num), level)
 
@@ -163,18 +191,18 @@ def _weights(rewards, logging_propensity, target_propensity) -> tuple[np.ndarray
 
 
 def ips(rewards, logging_propensity, target_propensity, *, n_bootstrap: int = 1000, level: float = 0.95,
-        seed: int = 0) -> Estimate:
+        seed: int = 0, groups=None) -> Estimate:
     """Inverse propensity scoring: unbiased when the logging propensities are right and positive
     wherever the target policy acts. Arrays: (n,) or (n, k)."""
     r, w = _weights(rewards, logging_propensity, target_propensity)
-    return _mean_estimate("ips", (w * r).sum(axis=1), n_bootstrap, level, seed)
+    return _mean_estimate("ips", (w * r).sum(axis=1), n_bootstrap, level, seed, groups)
 
 
 def snips(rewards, logging_propensity, target_propensity, *, n_bootstrap: int = 1000, level: float = 0.95,
-          seed: int = 0) -> Estimate:
+          seed: int = 0, groups=None) -> Estimate:
     """Self-normalised IPS, per slot: slightly biased, much less variable than IPS."""
     r, w = _weights(rewards, logging_propensity, target_propensity)
-    return _ratio_estimate("snips", w * r, w, n_bootstrap, level, seed)
+    return _ratio_estimate("snips", w * r, w, n_bootstrap, level, seed, groups)
 
 
 def _dist_and_hat(target_dist, reward_hat) -> tuple[np.ndarray, np.ndarray]:
@@ -190,16 +218,16 @@ def _dist_and_hat(target_dist, reward_hat) -> tuple[np.ndarray, np.ndarray]:
     return dist, hat
 
 
-def direct_method(target_dist, reward_hat, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
+def direct_method(target_dist, reward_hat, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0, groups=None) -> Estimate:
     """The reward model's value of the target policy: sum_j sum_a target(a | j) r_hat(a, j).
 
     target_dist, reward_hat: (n, k, C) (or (n, C) for one slot)."""
     dist, hat = _dist_and_hat(target_dist, reward_hat)
-    return _mean_estimate("dm", (dist * hat).sum(axis=(1, 2)), n_bootstrap, level, seed)
+    return _mean_estimate("dm", (dist * hat).sum(axis=(1, 2)), n_bootstrap, level, seed, groups)
 
 
 def doubly_robust(rewards, actions, logging_propensity, target_dist, reward_hat, *, n_bootstrap: int = 1000,
-                  level: float = 0.95, seed: int = 0) -> Estimate:
+                  level: float = 0.95, seed: int = 0, groups=None) -> Estimate:
     """DM corrected by IPS on the reward model's residual: unbiased if either the propensities or
     the reward model are right. actions (n, k): the logged candidate columns."""
     _check_same_shape(rewards=np.asarray(rewards), actions=np.asarray(actions),
@@ -210,7 +238,7 @@ def doubly_robust(rewards, actions, logging_propensity, target_dist, reward_hat,
     r, w = _weights(_array("rewards", rewards), _array("logging_propensity", logging_propensity), pe)
     hat_a = np.take_along_axis(hat, a[..., None], axis=2)[..., 0]
     per_request = (dist * hat).sum(axis=(1, 2)) + (w * (r - hat_a)).sum(axis=1)
-    return _mean_estimate("dr", per_request, n_bootstrap, level, seed)
+    return _mean_estimate("dr", per_request, n_bootstrap, level, seed, groups)
 
 
 def _actions(actions, dist: np.ndarray) -> np.ndarray:
@@ -225,7 +253,7 @@ def _actions(actions, dist: np.ndarray) -> np.ndarray:
 
 
 def replay(rewards, actions, target_actions, logging_propensity=None, *, n_bootstrap: int = 1000,
-           level: float = 0.95, seed: int = 0) -> Estimate:
+           level: float = 0.95, seed: int = 0, groups=None) -> Estimate:
     """Replay for logs of a uniformly random policy: per slot, the mean reward over the requests
     where the target's choice (one draw of it) equals the logged action."""
     shapes = {"rewards": np.asarray(rewards), "actions": np.asarray(actions), "target_actions": np.asarray(target_actions)}
@@ -243,7 +271,7 @@ def replay(rewards, actions, target_actions, logging_propensity=None, *, n_boots
     empty = np.flatnonzero(match.sum(axis=0) == 0)
     if len(empty):
         raise DataError(f"replay: no logged event matches the target policy in slot {int(empty[0])}; the log is too small.")
-    return _ratio_estimate("replay", match * r, match, n_bootstrap, level, seed)
+    return _ratio_estimate("replay", match * r, match, n_bootstrap, level, seed, groups)
 
 
 class RewardModel:

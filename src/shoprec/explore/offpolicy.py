@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shoprec.errors import ConfigError, DataError, EmptyDataError, check_float
+from shoprec.errors import ConfigError, DataError, EmptyDataError, check_choice, check_float
 from shoprec.evaluate.ope import Estimate, RewardModel, direct_method, doubly_robust, ips, snips
 from shoprec.explore.online import OnlineConfig
 from shoprec.explore.slate import explore_positions
@@ -129,7 +129,8 @@ class LoggedSlates:
     policy's probability of that item in that slot (1 where not shown). explored: exploratory.
     rule: placed by a rule, not by the policy. score: the learner's predicted click rate. reward:
     0 or 1. weight (n,): the slate's exploration weight (NaN where not logged). policy (n,): the
-    logging policy's label.
+    logging policy's label. shopper (n,) or None: who was shown each slate (the intervals then
+    resample shoppers, whose slates are not independent of each other).
     """
 
     shown: np.ndarray
@@ -140,6 +141,7 @@ class LoggedSlates:
     reward: np.ndarray
     weight: np.ndarray
     policy: np.ndarray
+    shopper: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.shown)
@@ -148,7 +150,7 @@ class LoggedSlates:
         for name in ("propensity", "explored", "rule", "score", "reward"):
             if np.shape(getattr(self, name)) != shape:
                 raise DataError(f"LoggedSlates.{name} must have shape {shape}. Got {np.shape(getattr(self, name))}.")
-        for name in ("weight", "policy"):
+        for name in ("weight", "policy") + (("shopper",) if self.shopper is not None else ()):
             if np.shape(getattr(self, name)) != shape[:1]:
                 raise DataError(f"LoggedSlates.{name} must have one entry per slate ({shape[0]}).")
         p = np.where(self.shown, self.propensity, 1.0)
@@ -377,9 +379,13 @@ def _dm_inputs(log: LoggedSlates, target: TargetPolicy, budget: int, model: Rewa
 # ---- the report -----------------------------------------------------------------------------
 def evaluate_logged(log: LoggedSlates, target: TargetPolicy, explore_budget: int = 3, *,
                     n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
-                    l2: float = 1.0) -> OffPolicyReport:
+                    l2: float = 1.0, resample: str = "shoppers") -> OffPolicyReport:
     """IPS, SNIPS, DM and DR estimates of `target`'s reward per slate on the logged slates, with
-    percentile bootstrap intervals over slates and the diagnostics of the weights.
+    percentile bootstrap intervals and the diagnostics of the weights.
+
+    resample: "shoppers" (each shopper's slates resampled together, where the log names the
+    shoppers: a shopper's slates share their tastes, and resampling them one by one makes the
+    interval too narrow) or "slates" (each slate on its own).
 
     explore_budget: the service's explore budget (it fixes which slots can explore; only
     `fixed:EPS` depends on it). l2: the reward model's regularisation. DM and DR are None (with
@@ -394,7 +400,9 @@ def evaluate_logged(log: LoggedSlates, target: TargetPolicy, explore_budget: int
     p0 = np.where(shown, log.propensity, 1.0)
     reward = np.where(shown, log.reward, 0.0)
     p_target = target_probabilities(log, target, explore_budget)
-    boot = {"n_bootstrap": n_bootstrap, "level": level, "seed": seed}
+    check_choice("resample", resample, ("shoppers", "slates"), "evaluate_logged")
+    groups = log.shopper if resample == "shoppers" else None
+    boot = {"n_bootstrap": n_bootstrap, "level": level, "seed": seed, "groups": groups}
     estimates: dict[str, Estimate | None] = {
         "ips": ips(reward, p0, p_target, **boot),
         "snips": snips(reward, p0, p_target, **boot),

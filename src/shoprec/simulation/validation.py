@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shoprec.errors import ConfigError, DataError, EmptyDataError, check_float
+from shoprec.errors import ConfigError, DataError, EmptyDataError, check_choice, check_float
 from shoprec.evaluate.ope import RewardModel, direct_method, doubly_robust, ips, replay, snips
 from shoprec.explore.config import PolicyConfig
 from shoprec.explore.policies import Policy
@@ -39,6 +39,7 @@ def off_policy_validation(
     n_bootstrap: int = 500,
     chunk: int = 1000,
     shadow_weights: tuple[float, ...] = (),
+    bootstrap: str = "requests",
 ) -> dict[str, dict[str, dict]]:
     """Log `rounds` rounds of `logger`, estimate each target's value from that log with IPS,
     SNIPS, DM and DR (and replay when the logger is uniform, uniform_mix = 1), and compare with
@@ -55,6 +56,9 @@ def off_policy_validation(
     Bandit Pipeline defines a synthetic policy's true value. The reward model of DM and DR is a
     logistic regression on the logged impressions (score feature, repeat exposure, item
     embedding, item embedding x the shopper's history mean, slot).
+    bootstrap: what the intervals resample, "requests" (each logged slate on its own) or
+    "shoppers" (all of a shopper's slates together: a cluster bootstrap, since one shopper's
+    rounds share their preferences).
     Returns {target: {estimator: Estimate.as_dict(truth)}}.
     """
     weights = tuple(check_float("shadow weight", w, 0.0, 1.0, "off_policy_validation") for w in shadow_weights)
@@ -87,7 +91,8 @@ def off_policy_validation(
     true_q = log.exam[None, :, None] * log.q_true[keep][:, None, :]
     rng = np.random.default_rng([seed, 3])
     pieces = [np.arange(s, min(s + chunk, n_req)) for s in range(0, n_req, chunk)]
-    opts = {"n_bootstrap": n_bootstrap, "seed": seed}
+    check_choice("bootstrap", bootstrap, ("requests", "shoppers"), "off_policy_validation")
+    opts = {"n_bootstrap": n_bootstrap, "seed": seed, "groups": shopper if bootstrap == "shoppers" else None}
 
     def estimate(dist: np.ndarray) -> dict[str, dict]:
         truth = float((dist * true_q).sum(axis=(1, 2)).mean())

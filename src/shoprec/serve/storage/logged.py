@@ -117,7 +117,7 @@ def read_logged_slates(url: str, where: LogFilter | None = None) -> LoggedSlates
     if where.until is not None:
         conditions.append(i.c.created_at < where.until)
     stmt = (select(i.c.impression_id, i.c.position, i.c.propensity, i.c.explored, i.c.score, i.c.z, i.c.weight,
-                   i.c.policy, rewarded.label("rewarded"))
+                   i.c.policy, rewarded.label("rewarded"), i.c.shopper)
             .where(*conditions).order_by(i.c.impression_id, i.c.position))
     engine = read_only_engine(url)
     try:
@@ -154,4 +154,5 @@ def _slates(rows) -> LoggedSlates:
         shown=shown, propensity=grid(propensity, 1.0), explored=grid(np.asarray(columns[3], bool), False, bool),
         rule=grid(np.isnan(z), False, bool), score=grid(score, np.nan), reward=grid(rewarded > 0, 0.0),
         weight=weight[first], policy=np.asarray(columns[7], dtype=object)[first],
+        shopper=np.asarray(columns[9], dtype=object)[first],
     )
