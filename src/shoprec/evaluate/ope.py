@@ -123,8 +123,8 @@ def _bootstrap(n: int, n_bootstrap: int, seed: int, *columns: np.ndarray,
     rng = np.random.default_rng(seed)
     sizes = np.ones(n)
     if groups is not None:
-        _, code = np.unique(groups, return_inverse=True)
-        n_groups = int(code.max()) + 1 if n else 0
+        labels, code = np.unique(groups, return_inverse=True)
+        n_groups = len(labels)
         sizes = np.bincount(code, minlength=n_groups).astype(np.float64)
         columns = tuple(np.stack([np.bincount(code, weights=c[:, j], minlength=n_groups) for j in range(c.shape[1])],
                                  axis=1) for c in columns)
@@ -218,7 +218,8 @@ def _dist_and_hat(target_dist, reward_hat) -> tuple[np.ndarray, np.ndarray]:
     return dist, hat
 
 
-def direct_method(target_dist, reward_hat, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0, groups=None) -> Estimate:
+def direct_method(target_dist, reward_hat, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
+                  groups=None) -> Estimate:
     """The reward model's value of the target policy: sum_j sum_a target(a | j) r_hat(a, j).
 
     target_dist, reward_hat: (n, k, C) (or (n, C) for one slot)."""

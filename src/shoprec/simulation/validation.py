@@ -61,6 +61,7 @@ def off_policy_validation(
     rounds share their preferences).
     Returns {target: {estimator: Estimate.as_dict(truth)}}.
     """
+    check_choice("bootstrap", bootstrap, ("requests", "shoppers"), "off_policy_validation")
     weights = tuple(check_float("shadow weight", w, 0.0, 1.0, "off_policy_validation") for w in shadow_weights)
     if weights and not logger.epsilon_greedy:
         raise ConfigError(f"shadow_weights need a logger with epsilon-greedy slots (exact distributions); "
@@ -91,7 +92,6 @@ def off_policy_validation(
     true_q = log.exam[None, :, None] * log.q_true[keep][:, None, :]
     rng = np.random.default_rng([seed, 3])
     pieces = [np.arange(s, min(s + chunk, n_req)) for s in range(0, n_req, chunk)]
-    check_choice("bootstrap", bootstrap, ("requests", "shoppers"), "off_policy_validation")
     opts = {"n_bootstrap": n_bootstrap, "seed": seed, "groups": shopper if bootstrap == "shoppers" else None}
 
     def estimate(dist: np.ndarray) -> dict[str, dict]:
